@@ -1,0 +1,20 @@
+//! herd's CPU kernels: ggml's block formats, their dequantisation and quantisation, dot
+//! products of quantised weights with quantised activations, matrix products over a persistent
+//! thread pool.
+//!
+//! Every fast kernel has a scalar reference beside it and a test that the two agree. This crate
+//! knows nothing of models: it sees byte slices, element types and shapes.
+
+pub mod dequant;
+pub mod dot;
+pub mod matmul;
+pub mod pool;
+pub mod quantize;
+pub mod simd;
+pub mod types;
+
+pub use dequant::dequantize_row;
+pub use matmul::{WeightRef, matmul};
+pub use pool::ThreadPool;
+pub use quantize::quantize_row;
+pub use types::{GgmlType, QK_K};
