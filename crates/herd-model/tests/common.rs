@@ -1,0 +1,81 @@
+//! Helpers shared by herd-model's integration tests: where `../shared` is, and golden files.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The read-only data folder beside the repository (`../shared`), or `$HERD_SHARED`.
+pub fn shared() -> PathBuf {
+    match std::env::var_os("HERD_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+pub const HF_TINY: [&str; 7] = ["llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma2"];
+
+pub fn hf_tiny(arch: &str) -> PathBuf {
+    shared().join("golden/hf-tiny").join(arch)
+}
+
+/// transformers' outputs for one hf-tiny model.
+pub struct Golden {
+    pub input_ids: Vec<u32>,
+    /// `[T][V]`: next-token logits after each prompt prefix.
+    pub logits: Vec<Vec<f32>>,
+    /// `[16][V]`: logits of each greedy decoding step.
+    pub step_logits: Vec<Vec<f32>>,
+    pub greedy_new_ids: Vec<u32>,
+}
+
+fn rows(st: &safetensors::SafeTensors, name: &str) -> Vec<Vec<f32>> {
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), safetensors::Dtype::F32);
+    let v = t.shape()[1];
+    let data: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    data.chunks(v).map(<[f32]>::to_vec).collect()
+}
+
+pub fn golden(arch: &str) -> Golden {
+    let dir = hf_tiny(arch);
+    let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ids = st.tensor("input_ids").unwrap();
+    let input_ids = ids
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let greedy_new_ids = json["greedy_new_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    Golden {
+        input_ids,
+        logits: rows(&st, "logits"),
+        step_logits: rows(&st, "step_logits"),
+        greedy_new_ids,
+    }
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
