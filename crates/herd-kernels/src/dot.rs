@@ -111,7 +111,8 @@ pub fn dot_quant(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
 /// The pieces of a Q8_K activation block: scale, 256 quants, 16 sums of 16.
 #[inline(always)]
 fn q8k(y: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
-    let bsum = move |j: usize| i16::from_le_bytes([y[4 + QK_K + 2 * j], y[5 + QK_K + 2 * j]]) as i32;
+    let bsum =
+        move |j: usize| i16::from_le_bytes([y[4 + QK_K + 2 * j], y[5 + QK_K + 2 * j]]) as i32;
     (f32_at(y, 0), &y[4..4 + QK_K], bsum)
 }
 
@@ -122,7 +123,11 @@ fn scaled_isum(w: &[i8; QK_K], a: &[u8], sub: usize, scale: impl Fn(usize) -> i3
         .zip(a.chunks_exact(sub))
         .enumerate()
         .map(|(s, (wc, ac))| {
-            let dot: i32 = wc.iter().zip(ac).map(|(&q, &v)| q as i32 * v as i8 as i32).sum();
+            let dot: i32 = wc
+                .iter()
+                .zip(ac)
+                .map(|(&q, &v)| q as i32 * v as i8 as i32)
+                .sum();
             scale(s) * dot
         })
         .sum()
@@ -235,7 +240,9 @@ mod tests {
         let mut s = seed;
         let mut bytes: Vec<u8> = (0..t.row_bytes(n).unwrap())
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 33) as u8
             })
             .collect();
@@ -258,7 +265,9 @@ mod tests {
     }
 
     pub(crate) fn activations(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 1.3).collect()
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 1.3)
+            .collect()
     }
 
     /// The integer dot product must equal dequantise-then-multiply on the same quantised
@@ -267,7 +276,10 @@ mod tests {
     fn quantised_dot_equals_dot_of_dequantised_rows() {
         let n = 512;
         let x = activations(n);
-        for t in GgmlType::ALL.into_iter().filter(|t| t.is_quantized() && t.is_weight_type()) {
+        for t in GgmlType::ALL
+            .into_iter()
+            .filter(|t| t.is_quantized() && t.is_weight_type())
+        {
             let w = random_row(t, n, t.id() as u64);
             let at = t.vec_dot_type();
             let mut a = vec![0u8; at.row_bytes(n).unwrap()];
@@ -278,7 +290,11 @@ mod tests {
             dequantize_row(at, &a, &mut af);
             let want: f64 = wf.iter().zip(&af).map(|(&p, &q)| p as f64 * q as f64).sum();
             let got = dot_quant(t, &w, &a) as f64;
-            let scale: f64 = wf.iter().zip(&af).map(|(&p, &q)| (p as f64 * q as f64).abs()).sum();
+            let scale: f64 = wf
+                .iter()
+                .zip(&af)
+                .map(|(&p, &q)| (p as f64 * q as f64).abs())
+                .sum();
             // Q8_1 stores d·Σq as f16, so the min term of Q4_1/Q5_1 is rounded there.
             let tol = if at == GgmlType::Q8_1 { 2e-3 } else { 1e-5 };
             assert!(

@@ -79,7 +79,9 @@ pub fn prepare<'a>(
             bytes: &[],
         };
     }
-    let rb = at.row_bytes(cols).expect("weight columns are whole blocks (checked at load)");
+    let rb = at
+        .row_bytes(cols)
+        .expect("weight columns are whole blocks (checked at load)");
     if scratch.len() < n * rb {
         scratch.resize(n * rb, 0);
     }

@@ -82,7 +82,11 @@ impl ThreadPool {
             .pending
             .store(self.n_threads - 1, Ordering::SeqCst);
         {
-            let _g = self.shared.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = self
+                .shared
+                .sleepers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             self.shared.epoch.fetch_add(1, Ordering::SeqCst);
             self.shared.wake.notify_all();
         }
@@ -110,7 +114,8 @@ fn worker(shared: Arc<Shared>, ith: usize, nth: usize) {
                 std::hint::spin_loop();
             } else {
                 let g = shared.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-                if shared.epoch.load(Ordering::Acquire) == seen && !shared.stop.load(Ordering::Acquire)
+                if shared.epoch.load(Ordering::Acquire) == seen
+                    && !shared.stop.load(Ordering::Acquire)
                 {
                     drop(shared.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
                 }
@@ -129,7 +134,11 @@ fn worker(shared: Arc<Shared>, ith: usize, nth: usize) {
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         {
-            let _g = self.shared.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = self
+                .shared
+                .sleepers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             self.shared.stop.store(true, Ordering::SeqCst);
             self.shared.wake.notify_all();
         }

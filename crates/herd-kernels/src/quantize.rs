@@ -11,7 +11,11 @@ use crate::types::{GgmlType, QK_K, put_f16};
 /// # Panics
 /// If `dst` is not exactly `t.row_bytes(src.len())` bytes (a bug in the caller).
 pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
-    assert_eq!(t.row_bytes(src.len()), Some(dst.len()), "quantize_row: size mismatch for {t}");
+    assert_eq!(
+        t.row_bytes(src.len()),
+        Some(dst.len()),
+        "quantize_row: size mismatch for {t}"
+    );
     let bs = t.type_size();
     let qk = t.block_size();
     let blocks = src.chunks_exact(qk).zip(dst.chunks_exact_mut(bs));
@@ -201,10 +205,16 @@ mod tests {
             assert!(quantize_row(t, &x, &mut q));
             let mut y = vec![0f32; x.len()];
             dequantize_row(t, &q, &mut y);
-            for (bx, by) in x.chunks(t.block_size().max(32)).zip(y.chunks(t.block_size().max(32))) {
+            for (bx, by) in x
+                .chunks(t.block_size().max(32))
+                .zip(y.chunks(t.block_size().max(32)))
+            {
                 let amax = bx.iter().fold(0f32, |a, v| a.max(v.abs()));
                 for (a, b) in bx.iter().zip(by) {
-                    assert!((a - b).abs() <= amax * rel * 0.5 + 2e-3 * amax, "{t}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= amax * rel * 0.5 + 2e-3 * amax,
+                        "{t}: {a} vs {b}"
+                    );
                 }
             }
         }
@@ -219,7 +229,10 @@ mod tests {
         }
         let mut q = [0u8; 18];
         quantize_row(GgmlType::Q4_0, &x, &mut q);
-        assert_eq!(half::f16::from_bits(u16::from_le_bytes([q[0], q[1]])).to_f32(), 1.0);
+        assert_eq!(
+            half::f16::from_bits(u16::from_le_bytes([q[0], q[1]])).to_f32(),
+            1.0
+        );
         assert_eq!(q[2], 0x00); // x[0] = -8 → 0, x[16] = -8 → 0
         assert_eq!(q[3], 0x11);
         let mut y = [0f32; 32];

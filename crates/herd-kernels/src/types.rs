@@ -208,7 +208,10 @@ mod tests {
         }
         // Sizes asserted by ggml-common.h's static_asserts.
         assert_eq!(GgmlType::Q4_K.type_size(), 2 * 2 + 12 + QK_K / 2);
-        assert_eq!(GgmlType::Q6_K.type_size(), QK_K / 2 + QK_K / 4 + QK_K / 16 + 2);
+        assert_eq!(
+            GgmlType::Q6_K.type_size(),
+            QK_K / 2 + QK_K / 4 + QK_K / 16 + 2
+        );
         assert_eq!(GgmlType::Q3_K.type_size(), 2 + QK_K / 4 + QK_K / 8 + 12);
         assert_eq!(GgmlType::Q8_K.type_size(), 4 + QK_K + QK_K / 16 * 2);
         assert_eq!(GgmlType::from_id(4), None);

@@ -22,14 +22,23 @@ impl Meta<'_> {
         match self.f.get(&key) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                Error::invalid(&self.f.path, format!("metadata '{key}' should be an integer, found {}", v.display_short()))
+                Error::invalid(
+                    &self.f.path,
+                    format!(
+                        "metadata '{key}' should be an integer, found {}",
+                        v.display_short()
+                    ),
+                )
             }),
         }
     }
 
     fn u64(&self, k: &str) -> Result<u64> {
         self.opt_u64(k)?.ok_or_else(|| {
-            Error::invalid(&self.f.path, format!("required metadata '{}' is missing", self.key(k)))
+            Error::invalid(
+                &self.f.path,
+                format!("required metadata '{}' is missing", self.key(k)),
+            )
         })
     }
 
@@ -38,7 +47,13 @@ impl Meta<'_> {
         match self.f.get(&key) {
             None => Ok(None),
             Some(v) => v.as_f64().map(|x| Some(x as f32)).ok_or_else(|| {
-                Error::invalid(&self.f.path, format!("metadata '{key}' should be a number, found {}", v.display_short()))
+                Error::invalid(
+                    &self.f.path,
+                    format!(
+                        "metadata '{key}' should be a number, found {}",
+                        v.display_short()
+                    ),
+                )
             }),
         }
     }
@@ -88,7 +103,12 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
     let arch_name = f
         .get("general.architecture")
         .and_then(Value::as_str)
-        .ok_or_else(|| Error::invalid(&f.path, "metadata 'general.architecture' is missing: is this a vocabulary-only file?"))?;
+        .ok_or_else(|| {
+            Error::invalid(
+                &f.path,
+                "metadata 'general.architecture' is missing: is this a vocabulary-only file?",
+            )
+        })?;
     let arch = match arch_name {
         "llama" => Arch::Llama,
         "mistral" => Arch::Mistral,
@@ -100,7 +120,9 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
             return Err(Error::UnsupportedArchitecture {
                 path: f.path.clone(),
                 arch: other.to_string(),
-                supported: "llama (also Mistral, Vicuna, Alpaca, TinyLlama …), qwen2, qwen3, phi3, gemma2".into(),
+                supported:
+                    "llama (also Mistral, Vicuna, Alpaca, TinyLlama …), qwen2, qwen3, phi3, gemma2"
+                        .into(),
             });
         }
     };
@@ -127,10 +149,19 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
     let hidden = m.u64("embedding_length")? as usize;
     let n_heads = m.u64("attention.head_count")? as usize;
     if n_heads == 0 {
-        return Err(Error::invalid(&f.path, format!("{arch_name}.attention.head_count is 0")));
+        return Err(Error::invalid(
+            &f.path,
+            format!("{arch_name}.attention.head_count is 0"),
+        ));
     }
-    let n_kv_heads = m.opt_u64("attention.head_count_kv")?.map(|v| v as usize).unwrap_or(n_heads);
-    let head_dim = m.opt_u64("attention.key_length")?.map(|v| v as usize).unwrap_or(hidden / n_heads);
+    let n_kv_heads = m
+        .opt_u64("attention.head_count_kv")?
+        .map(|v| v as usize)
+        .unwrap_or(n_heads);
+    let head_dim = m
+        .opt_u64("attention.key_length")?
+        .map(|v| v as usize)
+        .unwrap_or(hidden / n_heads);
     let n_layers = m.u64("block_count")? as usize;
     let context_length = m.u64("context_length")? as usize;
     let vocab_size = match m.opt_u64("vocab_size")? {
@@ -147,18 +178,27 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
         },
     };
 
-    let rope_dim = m.opt_u64("rope.dimension_count")?.map(|v| v as usize).unwrap_or(head_dim);
+    let rope_dim = m
+        .opt_u64("rope.dimension_count")?
+        .map(|v| v as usize)
+        .unwrap_or(head_dim);
     let scaling = match (m.opt_str("rope.scaling.type"), rope_freqs) {
         (_, Some(factors)) => RopeScaling::FreqFactors(factors),
         (None | Some("none"), None) => RopeScaling::None,
         (Some("linear"), None) => {
             let factor = m.opt_f32("rope.scaling.factor")?.unwrap_or(1.0);
-            if factor == 1.0 { RopeScaling::None } else { RopeScaling::Linear { factor } }
+            if factor == 1.0 {
+                RopeScaling::None
+            } else {
+                RopeScaling::Linear { factor }
+            }
         }
         (Some(other), None) => {
             return Err(Error::invalid(
                 &f.path,
-                format!("rope scaling '{other}' is not supported (herd supports none, linear and llama3 frequency factors)"),
+                format!(
+                    "rope scaling '{other}' is not supported (herd supports none, linear and llama3 frequency factors)"
+                ),
             ));
         }
     };
@@ -170,7 +210,10 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
     } else {
         RopeLayout::Neox
     };
-    let window = m.opt_u64("attention.sliding_window")?.map(|v| v as usize).filter(|&v| v > 0);
+    let window = m
+        .opt_u64("attention.sliding_window")?
+        .map(|v| v as usize)
+        .filter(|&v| v > 0);
     let sliding_window = (0..n_layers)
         .map(|i| match arch {
             Arch::Gemma2 => window.or(Some(4096)).filter(|_| i % 2 == 0),
@@ -201,10 +244,16 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
         n_heads,
         n_kv_heads,
         head_dim,
-        norm_eps: m.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+        norm_eps: m
+            .opt_f32("attention.layer_norm_rms_epsilon")?
+            .unwrap_or(1e-5),
         // llama.cpp's Gemma converter stores 1 + w.
         norm_weight_offset: 0.0,
-        activation: if is_gemma { Activation::GeluTanh } else { Activation::Silu },
+        activation: if is_gemma {
+            Activation::GeluTanh
+        } else {
+            Activation::Silu
+        },
         rope: RopeSpec {
             theta: m.opt_f32("rope.freq_base")?.unwrap_or(10000.0),
             dim: rope_dim,
@@ -218,13 +267,26 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
         sandwich_norms: is_gemma,
         sliding_window,
         attn_scale,
-        attn_softcap: if is_gemma { m.opt_f32("attn_logit_softcapping")? } else { None },
-        final_softcap: if is_gemma { m.opt_f32("final_logit_softcapping")? } else { None },
-        embed_scale: if is_gemma { Some((hidden as f32).sqrt()) } else { None },
+        attn_softcap: if is_gemma {
+            m.opt_f32("attn_logit_softcapping")?
+        } else {
+            None
+        },
+        final_softcap: if is_gemma {
+            m.opt_f32("final_logit_softcapping")?
+        } else {
+            None
+        },
+        embed_scale: if is_gemma {
+            Some((hidden as f32).sqrt())
+        } else {
+            None
+        },
         bos_token_id: tok("tokenizer.ggml.bos_token_id"),
         eos_token_ids: eos,
     };
     split_fused(&spec, &mut w)?;
-    spec.validate().map_err(|msg| Error::invalid(&f.path, msg))?;
+    spec.validate()
+        .map_err(|msg| Error::invalid(&f.path, msg))?;
     Ok((spec, w))
 }

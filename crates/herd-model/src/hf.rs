@@ -31,10 +31,11 @@ impl<'a> Config<'a> {
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| self.err(format!("field '{key}' should be a non-negative integer, found {v}"))),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                self.err(format!(
+                    "field '{key}' should be a non-negative integer, found {v}"
+                ))
+            }),
         }
     }
 
@@ -66,10 +67,9 @@ impl<'a> Config<'a> {
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.err(format!("field '{key}' should be true or false, found {v}"))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+                self.err(format!("field '{key}' should be true or false, found {v}"))
+            }),
         }
     }
 
@@ -123,7 +123,8 @@ pub fn load(dir: &Path) -> Result<(ModelSpec, Weights, Json)> {
         // Some checkpoints omit lm_head and rely on tying without saying so.
         spec.tie_embeddings = true;
     }
-    spec.validate().map_err(|m| Error::invalid(&config_path, m))?;
+    spec.validate()
+        .map_err(|m| Error::invalid(&config_path, m))?;
     Ok((spec, weights, json))
 }
 
@@ -148,16 +149,28 @@ fn spec_from_config(cfg: &Config) -> Result<ModelSpec> {
 
     // transformers 5 groups rope settings in `rope_parameters`; 4.x used `rope_theta` and
     // `rope_scaling` at the top level.
-    let rope_params = cfg.get("rope_parameters").or_else(|| cfg.get("rope_scaling"));
+    let rope_params = cfg
+        .get("rope_parameters")
+        .or_else(|| cfg.get("rope_scaling"));
     let rp = rope_params.map(|json| Config {
         json,
         path: cfg.path,
     });
-    let theta = match rp.as_ref().map(|r| r.opt_f64("rope_theta")).transpose()?.flatten() {
+    let theta = match rp
+        .as_ref()
+        .map(|r| r.opt_f64("rope_theta"))
+        .transpose()?
+        .flatten()
+    {
         Some(t) => t,
         None => cfg.opt_f64("rope_theta")?.unwrap_or(10000.0),
     } as f32;
-    let partial = match rp.as_ref().map(|r| r.opt_f64("partial_rotary_factor")).transpose()?.flatten() {
+    let partial = match rp
+        .as_ref()
+        .map(|r| r.opt_f64("partial_rotary_factor"))
+        .transpose()?
+        .flatten()
+    {
         Some(p) => p,
         None => cfg.opt_f64("partial_rotary_factor")?.unwrap_or(1.0),
     };
@@ -189,7 +202,9 @@ fn spec_from_config(cfg: &Config) -> Result<ModelSpec> {
                     low_freq_factor: r.opt_f64("low_freq_factor")?.unwrap_or(1.0) as f32,
                     high_freq_factor: r.opt_f64("high_freq_factor")?.unwrap_or(4.0) as f32,
                     original_max: original.ok_or_else(|| {
-                        cfg.err("llama3 rope scaling needs 'original_max_position_embeddings'".into())
+                        cfg.err(
+                            "llama3 rope scaling needs 'original_max_position_embeddings'".into(),
+                        )
                     })?,
                 },
                 other => {
@@ -229,8 +244,15 @@ fn spec_from_config(cfg: &Config) -> Result<ModelSpec> {
                 (None, Arch::Mistral | Arch::Phi3) => true,
                 (None, Arch::Gemma2) => i % 2 == 0,
                 (None, Arch::Qwen2 | Arch::Qwen3) => {
-                    cfg.opt_bool("use_sliding_window").ok().flatten().unwrap_or(false)
-                        && i >= cfg.opt_usize("max_window_layers").ok().flatten().unwrap_or(0)
+                    cfg.opt_bool("use_sliding_window")
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false)
+                        && i >= cfg
+                            .opt_usize("max_window_layers")
+                            .ok()
+                            .flatten()
+                            .unwrap_or(0)
                 }
                 (None, Arch::Llama) => false,
             };
@@ -240,13 +262,19 @@ fn spec_from_config(cfg: &Config) -> Result<ModelSpec> {
 
     let gemma = arch == Arch::Gemma2;
     let attn_scale = if gemma {
-        let s = cfg.opt_f64("query_pre_attn_scalar")?.unwrap_or(head_dim as f64);
+        let s = cfg
+            .opt_f64("query_pre_attn_scalar")?
+            .unwrap_or(head_dim as f64);
         (s as f32).powf(-0.5)
     } else {
         (head_dim as f32).powf(-0.5)
     };
     let softcap = |key: &str| -> Result<Option<f32>> {
-        Ok(if gemma { cfg.opt_f64(key)?.map(|v| v as f32) } else { None })
+        Ok(if gemma {
+            cfg.opt_f64(key)?.map(|v| v as f32)
+        } else {
+            None
+        })
     };
     let default_tie = matches!(arch, Arch::Gemma2);
     let mut eos = cfg.token_ids("eos_token_id")?;
@@ -278,7 +306,11 @@ fn spec_from_config(cfg: &Config) -> Result<ModelSpec> {
         attn_scale,
         attn_softcap: softcap("attn_logit_softcapping")?,
         final_softcap: softcap("final_logit_softcapping")?,
-        embed_scale: if gemma { Some((hidden as f32).sqrt()) } else { None },
+        embed_scale: if gemma {
+            Some((hidden as f32).sqrt())
+        } else {
+            None
+        },
         bos_token_id: cfg.token_ids("bos_token_id")?.first().copied(),
         eos_token_ids: eos,
     })
@@ -299,9 +331,12 @@ fn load_safetensors(dir: &Path) -> Result<Weights> {
         let mut files: Vec<String> = map
             .values()
             .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Error::invalid(&index_path, format!("weight_map value {v} is not a file name")))
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::invalid(
+                        &index_path,
+                        format!("weight_map value {v} is not a file name"),
+                    )
+                })
             })
             .collect::<Result<_>>()?;
         files.sort();
@@ -309,7 +344,10 @@ fn load_safetensors(dir: &Path) -> Result<Weights> {
         let mut paths = Vec::new();
         for f in files {
             if f.contains('/') || f.contains('\\') || f.starts_with('.') {
-                return Err(Error::invalid(&index_path, format!("shard name '{f}' is not a plain file name")));
+                return Err(Error::invalid(
+                    &index_path,
+                    format!("shard name '{f}' is not a plain file name"),
+                ));
             }
             let p = dir.join(&f);
             if !p.is_file() {
@@ -349,15 +387,24 @@ fn load_safetensors(dir: &Path) -> Result<Weights> {
                 other => {
                     return Err(Error::invalid(
                         &path,
-                        format!("tensor '{name}' has dtype {other:?}; herd reads F32, F16 and BF16 safetensors"),
+                        format!(
+                            "tensor '{name}' has dtype {other:?}; herd reads F32, F16 and BF16 safetensors"
+                        ),
                     ));
                 }
             };
             let (s, e) = info.data_offsets;
-            let shape = if info.shape.is_empty() { vec![1] } else { info.shape.clone() };
+            let shape = if info.shape.is_empty() {
+                vec![1]
+            } else {
+                info.shape.clone()
+            };
             let t = StoredTensor::mapped(dtype, shape, map.clone(), data_start + s, e - s);
             if weights.tensors.insert(name.clone(), t).is_some() {
-                return Err(Error::invalid(&path, format!("tensor '{name}' appears in two shards")));
+                return Err(Error::invalid(
+                    &path,
+                    format!("tensor '{name}' appears in two shards"),
+                ));
             }
         }
     }
@@ -379,9 +426,18 @@ pub fn split_fused(spec: &ModelSpec, w: &mut Weights) -> Result<()> {
                     expected: vec![q + 2 * kv, spec.hidden_size],
                 });
             }
-            w.insert(layer_name(i, "self_attn.q_proj.weight"), t.narrow_rows(0, q));
-            w.insert(layer_name(i, "self_attn.k_proj.weight"), t.narrow_rows(q, kv));
-            w.insert(layer_name(i, "self_attn.v_proj.weight"), t.narrow_rows(q + kv, kv));
+            w.insert(
+                layer_name(i, "self_attn.q_proj.weight"),
+                t.narrow_rows(0, q),
+            );
+            w.insert(
+                layer_name(i, "self_attn.k_proj.weight"),
+                t.narrow_rows(q, kv),
+            );
+            w.insert(
+                layer_name(i, "self_attn.v_proj.weight"),
+                t.narrow_rows(q + kv, kv),
+            );
         }
         let gate_up = layer_name(i, "mlp.gate_up_proj.weight");
         if let Some(t) = w.tensors.remove(&gate_up) {

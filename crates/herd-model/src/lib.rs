@@ -4,6 +4,7 @@
 //! over herd's own kernels (for inference), tested against each other and against
 //! transformers' and llama.cpp's outputs.
 
+pub mod engine;
 pub mod error;
 pub mod gguf;
 mod gguf_model;

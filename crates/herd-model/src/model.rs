@@ -11,7 +11,10 @@ use crate::weights::{self, Weights, layer_name};
 /// Where a model came from.
 pub enum Source {
     Gguf(GgufFile),
-    HuggingFace { dir: PathBuf, config: serde_json::Value },
+    HuggingFace {
+        dir: PathBuf,
+        config: serde_json::Value,
+    },
 }
 
 /// A model ready for a forward pass: its description and its (memory-mapped) tensors.
@@ -116,7 +119,11 @@ impl ModelTensors {
             let l = |s: &str| layer_name(i, s);
             let what = format!("layer {i}");
             let opt = |name: String, shape: &[usize], on: bool| -> Result<Option<StoredTensor>> {
-                if on { get(&name, shape, &what).map(Some) } else { Ok(None) }
+                if on {
+                    get(&name, shape, &what).map(Some)
+                } else {
+                    Ok(None)
+                }
             };
             let gemma = spec.sandwich_norms;
             layers.push(LayerTensors {
@@ -142,15 +149,26 @@ impl ModelTensors {
                 down: get(&l("mlp.down_proj.weight"), &[h, ff], &what)?,
             });
         }
-        let embed = get(weights::EMBED, &[spec.vocab_size, h], "the token embeddings")?;
+        let embed = get(
+            weights::EMBED,
+            &[spec.vocab_size, h],
+            "the token embeddings",
+        )?;
         let lm_head = if spec.tie_embeddings {
             embed.clone()
         } else {
-            get(weights::LM_HEAD, &[spec.vocab_size, h], "the output projection")?
+            get(
+                weights::LM_HEAD,
+                &[spec.vocab_size, h],
+                "the output projection",
+            )?
         };
         for t in [&embed, &lm_head] {
             if t.dtype.row_bytes(h).is_none() {
-                return Err(Error::invalid(&w.source, format!("embedding rows of {h} are not whole {} blocks", t.dtype)));
+                return Err(Error::invalid(
+                    &w.source,
+                    format!("embedding rows of {h} are not whole {} blocks", t.dtype),
+                ));
             }
         }
         Ok(ModelTensors {

@@ -193,7 +193,10 @@ impl RefModel {
         if rot == hd {
             Ok(rotated)
         } else {
-            Ok(Tensor::cat(&[rotated, x.narrow(D::Minus1, rot, hd - rot)?], D::Minus1)?)
+            Ok(Tensor::cat(
+                &[rotated, x.narrow(D::Minus1, rot, hd - rot)?],
+                D::Minus1,
+            )?)
         }
     }
 
@@ -210,7 +213,12 @@ impl RefModel {
                     (
                         cache.positions[bi][j],
                         cache.valid[bi][j],
-                        cache.segments.get(bi).and_then(|x| x.get(j)).copied().unwrap_or(0),
+                        cache
+                            .segments
+                            .get(bi)
+                            .and_then(|x| x.get(j))
+                            .copied()
+                            .unwrap_or(0),
                     )
                 } else {
                     let k = j - s_cached;
@@ -250,7 +258,12 @@ impl RefModel {
 
     /// Next-token logits `[B, T, V]` for `tokens` (`[B, T]`, u32) placed by `layout`;
     /// appends to `cache` when one is given.
-    pub fn forward(&self, tokens: &Tensor, layout: &Layout, mut cache: Option<&mut RefCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        layout: &Layout,
+        mut cache: Option<&mut RefCache>,
+    ) -> Result<Tensor> {
         let spec = &self.spec;
         let (b, t) = tokens.dims2()?;
         let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
@@ -258,7 +271,13 @@ impl RefModel {
         let cache_view: &RefCache = cache.as_deref().unwrap_or(&empty);
 
         // Rope angles for every new token: [B, 1, T, rot/2].
-        let max_pos = layout.positions.iter().flatten().copied().max().unwrap_or(0);
+        let max_pos = layout
+            .positions
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .unwrap_or(0);
         let inv_freq = spec.rope.inv_freq(max_pos + 1);
         let half = inv_freq.len();
         let mut angles = Vec::with_capacity(b * t * half);
@@ -279,7 +298,10 @@ impl RefModel {
         }
 
         // [B, T, H]
-        let mut x = self.embed.embedding(&tokens.flatten_all()?)?.reshape((b, t, spec.hidden_size))?;
+        let mut x =
+            self.embed
+                .embedding(&tokens.flatten_all()?)?
+                .reshape((b, t, spec.hidden_size))?;
         if let Some(s) = spec.embed_scale {
             x = (x * s as f64)?;
         }
@@ -287,9 +309,21 @@ impl RefModel {
         for (li, layer) in self.layers.iter().enumerate() {
             let h = self.norm(&x, &layer.attn_norm)?;
             // [B, T, heads·hd] → [B, heads, T, hd]
-            let q = layer.q.forward(&h)?.reshape((b, t, nh, hd))?.transpose(1, 2)?;
-            let k = layer.k.forward(&h)?.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
-            let v = layer.v.forward(&h)?.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
+            let q = layer
+                .q
+                .forward(&h)?
+                .reshape((b, t, nh, hd))?
+                .transpose(1, 2)?;
+            let k = layer
+                .k
+                .forward(&h)?
+                .reshape((b, t, nkv, hd))?
+                .transpose(1, 2)?;
+            let v = layer
+                .v
+                .forward(&h)?
+                .reshape((b, t, nkv, hd))?
+                .transpose(1, 2)?;
             let q = match &layer.q_norm {
                 Some(w) => self.norm(&q, w)?,
                 None => q,
@@ -315,12 +349,17 @@ impl RefModel {
             };
             let (k, v) = (rep(&k)?, rep(&v)?);
             // [B, nh, T, S]
-            let mut scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * spec.attn_scale as f64)?;
+            let mut scores =
+                (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * spec.attn_scale as f64)?;
             if let Some(cap) = spec.attn_softcap {
                 scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
             }
             let mask = match spec.sliding_window[li] {
-                Some(w) => &window_masks.iter().find(|(x, _)| *x == w).map(|(_, m)| m.clone()).unwrap_or(full_mask.clone()),
+                Some(w) => &window_masks
+                    .iter()
+                    .find(|(x, _)| *x == w)
+                    .map(|(_, m)| m.clone())
+                    .unwrap_or(full_mask.clone()),
                 None => &full_mask,
             };
             let scores = scores.broadcast_add(mask)?;
@@ -328,7 +367,10 @@ impl RefModel {
             let e = scores.broadcast_sub(&max)?.exp()?;
             let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
             // [B, nh, T, hd] → [B, T, nh·hd]
-            let attn = probs.matmul(&v.contiguous()?)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+            let attn = probs
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, t, nh * hd))?;
             let mut attn = layer.o.forward(&attn)?;
             if let Some(w) = &layer.attn_out_norm {
                 attn = self.norm(&attn, w)?;

@@ -103,9 +103,14 @@ pub enum RopeLayout {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// NTK-aware base stretching once the sequence outgrows `original_max`.
-    Dynamic { factor: f32, original_max: usize },
+    Dynamic {
+        factor: f32,
+        original_max: usize,
+    },
     /// Llama 3.x: low frequencies divided by `factor`, a smooth ramp between.
     Llama3 {
         factor: f32,
@@ -138,9 +143,10 @@ impl RopeSpec {
         };
         match &self.scaling {
             RopeScaling::None => base_freqs(self.theta),
-            RopeScaling::Linear { factor } => {
-                base_freqs(self.theta).into_iter().map(|f| f / factor).collect()
-            }
+            RopeScaling::Linear { factor } => base_freqs(self.theta)
+                .into_iter()
+                .map(|f| f / factor)
+                .collect(),
             RopeScaling::Dynamic {
                 factor,
                 original_max,
@@ -169,8 +175,8 @@ impl RopeSpec {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth =
-                                (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -286,7 +292,11 @@ impl ModelSpec {
     pub fn n_params(&self) -> usize {
         let h = self.hidden_size;
         let attn = h * self.q_dim() * 2 + h * self.kv_dim() * 2;
-        let bias = if self.qkv_bias { self.q_dim() + 2 * self.kv_dim() } else { 0 };
+        let bias = if self.qkv_bias {
+            self.q_dim() + 2 * self.kv_dim()
+        } else {
+            0
+        };
         let mlp = 3 * h * self.intermediate_size;
         let norms = h * if self.sandwich_norms { 4 } else { 2 }
             + if self.qk_norm { 2 * self.head_dim } else { 0 };

@@ -36,7 +36,13 @@ impl std::fmt::Debug for StoredTensor {
 
 impl StoredTensor {
     /// A window of `len` bytes at `start` in `map`; the caller has checked it lies inside.
-    pub fn mapped(dtype: GgmlType, shape: Vec<usize>, map: Arc<Mmap>, start: usize, len: usize) -> Self {
+    pub fn mapped(
+        dtype: GgmlType,
+        shape: Vec<usize>,
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    ) -> Self {
         debug_assert!(start + len <= map.len());
         StoredTensor {
             dtype,
@@ -89,7 +95,11 @@ impl StoredTensor {
         let cols = self.row_len();
         let rb = self.dtype.row_bytes(cols).unwrap_or(0);
         if cols > 0 && rb > 0 {
-            for (src, dst) in self.bytes().chunks_exact(rb).zip(out.chunks_exact_mut(cols)) {
+            for (src, dst) in self
+                .bytes()
+                .chunks_exact(rb)
+                .zip(out.chunks_exact_mut(cols))
+            {
                 herd_kernels::dequantize_row(self.dtype, src, dst);
             }
         }
@@ -105,13 +115,9 @@ impl StoredTensor {
         shape[0] = count;
         let range = start * bytes_per_outer..(start + count) * bytes_per_outer;
         match &self.storage {
-            Storage::Mapped { map, start: s, .. } => StoredTensor::mapped(
-                self.dtype,
-                shape,
-                map.clone(),
-                s + range.start,
-                range.len(),
-            ),
+            Storage::Mapped { map, start: s, .. } => {
+                StoredTensor::mapped(self.dtype, shape, map.clone(), s + range.start, range.len())
+            }
             Storage::Owned(v) => StoredTensor::owned(self.dtype, shape, v[range].to_vec()),
         }
     }

@@ -11,7 +11,9 @@ pub fn shared() -> PathBuf {
     }
 }
 
-pub const HF_TINY: [&str; 7] = ["llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma2"];
+pub const HF_TINY: [&str; 7] = [
+    "llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma2",
+];
 
 pub fn hf_tiny(arch: &str) -> PathBuf {
     shared().join("golden/hf-tiny").join(arch)
@@ -67,7 +69,10 @@ pub fn golden(arch: &str) -> Golden {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn argmax(v: &[f32]) -> u32 {

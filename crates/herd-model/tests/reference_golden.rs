@@ -16,7 +16,9 @@ fn prompt_logits_match_transformers_for_every_architecture() {
         let rm = RefModel::load(&model, &Device::Cpu).unwrap();
         let t = g.input_ids.len();
         let tokens = Tensor::from_vec(g.input_ids.clone(), (1, t), &Device::Cpu).unwrap();
-        let logits = rm.forward(&tokens, &Layout::contiguous(&[0], t), None).unwrap();
+        let logits = rm
+            .forward(&tokens, &Layout::contiguous(&[0], t), None)
+            .unwrap();
         let logits = logits.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         for (pos, (got, want)) in logits.iter().zip(&g.logits).enumerate() {
             let d = max_abs_diff(got, want);
@@ -34,8 +36,16 @@ fn cached_decoding_matches_transformers_generate() {
         let mut cache = RefCache::default();
         let t = g.input_ids.len();
         let tokens = Tensor::from_vec(g.input_ids.clone(), (1, t), &Device::Cpu).unwrap();
-        let logits = rm.forward(&tokens, &Layout::contiguous(&[0], t), Some(&mut cache)).unwrap();
-        let mut last: Vec<f32> = logits.squeeze(0).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
+        let logits = rm
+            .forward(&tokens, &Layout::contiguous(&[0], t), Some(&mut cache))
+            .unwrap();
+        let mut last: Vec<f32> = logits
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+            .pop()
+            .unwrap();
         let mut generated = vec![];
         for (step, want) in g.step_logits.iter().enumerate() {
             let d = max_abs_diff(&last, want);
@@ -44,7 +54,9 @@ fn cached_decoding_matches_transformers_generate() {
             generated.push(next);
             let pos = t + step;
             let tok = Tensor::from_vec(vec![next], (1, 1), &Device::Cpu).unwrap();
-            let l = rm.forward(&tok, &Layout::contiguous(&[pos], 1), Some(&mut cache)).unwrap();
+            let l = rm
+                .forward(&tok, &Layout::contiguous(&[pos], 1), Some(&mut cache))
+                .unwrap();
             last = l.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         }
         assert_eq!(generated, g.greedy_new_ids, "{arch}: greedy ids");

@@ -108,9 +108,7 @@ impl<'a> Cursor<'a> {
         if n > remaining {
             return Err(self.err(
                 what,
-                format!(
-                    "needs {n} bytes but the file ends after {remaining} (truncated file?)"
-                ),
+                format!("needs {n} bytes but the file ends after {remaining} (truncated file?)"),
             ));
         }
         let s = &self.buf[self.pos..self.pos + n];
@@ -139,9 +137,7 @@ impl<'a> Cursor<'a> {
             self.pos = at;
             return Err(self.err(
                 what,
-                format!(
-                    "declares a length of {n} but only {remaining} bytes remain in the file"
-                ),
+                format!("declares a length of {n} but only {remaining} bytes remain in the file"),
             ));
         }
         Ok(n as usize)
@@ -274,7 +270,10 @@ impl GgufFile {
                 _ => {
                     return Err(Error::invalid(
                         path,
-                        format!("general.alignment is {}, not a power of two", v.display_short()),
+                        format!(
+                            "general.alignment is {}, not a power of two",
+                            v.display_short()
+                        ),
                     ));
                 }
             },
@@ -287,7 +286,10 @@ impl GgufFile {
             let what = format!("tensor '{name}'");
             let n_dims = c.u32(&what)?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(c.err(&what, format!("has {n_dims} dimensions; ggml allows 1 to {MAX_DIMS}")));
+                return Err(c.err(
+                    &what,
+                    format!("has {n_dims} dimensions; ggml allows 1 to {MAX_DIMS}"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -322,7 +324,10 @@ impl GgufFile {
             })? as u64;
             let size = row_bytes * (elems / dims[0]);
             if offset % alignment != 0 {
-                return Err(c.err(&what, format!("data offset {offset} is not a multiple of the alignment {alignment}")));
+                return Err(c.err(
+                    &what,
+                    format!("data offset {offset} is not a multiple of the alignment {alignment}"),
+                ));
             }
             if !names.insert(name.clone()) {
                 return Err(c.err(&what, "tensor name appears twice"));
@@ -349,7 +354,12 @@ impl GgufFile {
                         path,
                         format!(
                             "tensor '{}' ({} {:?}, {} bytes at data offset {}) extends past the end of the file ({} bytes): truncated or corrupt",
-                            t.name, t.dtype, t.shape(), t.size, t.offset, file_len
+                            t.name,
+                            t.dtype,
+                            t.shape(),
+                            t.size,
+                            t.offset,
+                            file_len
                         ),
                     ));
                 }

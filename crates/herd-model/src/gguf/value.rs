@@ -149,13 +149,20 @@ impl Value {
     pub fn display_short(&self) -> String {
         match self {
             Value::String(s) if s.chars().count() > 80 => {
-                format!("{:?}… ({} chars)", s.chars().take(60).collect::<String>(), s.chars().count())
+                format!(
+                    "{:?}… ({} chars)",
+                    s.chars().take(60).collect::<String>(),
+                    s.chars().count()
+                )
             }
             Value::String(s) => format!("{s:?}"),
             Value::Array(t, v) if v.len() > 8 => format!("[{t:?}; {}]", v.len()),
             Value::Array(_, v) => format!(
                 "[{}]",
-                v.iter().map(|x| x.display_short()).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|x| x.display_short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Value::Bool(b) => b.to_string(),
             Value::F32(f) => f.to_string(),

@@ -52,7 +52,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor whose `data` holds `shape` (outermost first) in `dtype`.
-    pub fn add_tensor(&mut self, name: &str, dtype: GgmlType, shape: Vec<usize>, data: Vec<u8>) -> Result<()> {
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        dtype: GgmlType,
+        shape: Vec<usize>,
+        data: Vec<u8>,
+    ) -> Result<()> {
         let inner = *shape.last().unwrap_or(&1);
         let rows: usize = shape.iter().rev().skip(1).product();
         let expected = dtype.row_bytes(inner).map(|rb| rb * rows);
@@ -73,7 +79,10 @@ impl GgufWriter {
 
     /// Writes the file to `path` through a temporary file in the same directory.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -1,0 +1,560 @@
+//! The inference engine: the same decoder as [`crate::reference`], over memory-mapped weights
+//! in their stored types and herd's own kernels, with buffers allocated once and reused.
+//!
+//! One call to [`Engine::forward`] runs any number of sequences together: their new tokens are
+//! stacked into one `[N, H]` activation matrix so that every weight matrix is read once per
+//! step, whatever the number of sequences (the server's continuous batching relies on this);
+//! attention then runs per sequence over that sequence's own [`KvCache`].
+
+mod ops;
+
+use herd_kernels::matmul::{WeightRef, matmul};
+use herd_kernels::pool::{ThreadPool, chunk};
+
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelTensors};
+use crate::spec::ModelSpec;
+use crate::tensor::StoredTensor;
+
+/// Keys and values of one sequence, for every layer, in a buffer allocated up front.
+pub struct KvCache {
+    /// `[n_layers, capacity, kv_dim]`
+    k: Vec<f32>,
+    v: Vec<f32>,
+    len: usize,
+    capacity: usize,
+    kv_dim: usize,
+}
+
+impl KvCache {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets everything after the first `len` tokens (to rewind or reuse a prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn layer_offset(&self, layer: usize) -> usize {
+        layer * self.capacity * self.kv_dim
+    }
+}
+
+/// Which positions of a sequence's new tokens need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    Last,
+    All,
+}
+
+/// New tokens of one sequence for one forward call.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub logits: Logits,
+}
+
+/// Per-layer vectors the engine keeps as f32 (norm weights with their offset, biases).
+struct LayerVecs {
+    attn_norm: Vec<f32>,
+    mlp_norm: Vec<f32>,
+    attn_out_norm: Option<Vec<f32>>,
+    mlp_out_norm: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+}
+
+/// Buffers of the forward pass, grown to the largest batch seen and then reused.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// Per thread: attention scores over one sequence's keys.
+    scores: Vec<Vec<f32>>,
+    /// Per new token: (sequence index, position).
+    rows: Vec<(usize, usize)>,
+    out_rows: Vec<usize>,
+    final_x: Vec<f32>,
+    logits: Vec<f32>,
+    quant: Vec<u8>,
+    inv_freq: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, n: usize) {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+}
+
+pub struct Engine {
+    spec: ModelSpec,
+    t: ModelTensors,
+    layers: Vec<LayerVecs>,
+    final_norm: Vec<f32>,
+    pool: ThreadPool,
+    buf: Buffers,
+}
+
+/// Raw pointers shared with pool threads; each thread touches a disjoint part.
+struct Ptr<T>(*mut T);
+impl<T> Clone for Ptr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ptr<T> {}
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+
+impl Engine {
+    /// An engine over `model`'s weights with `threads` threads.
+    pub fn new(model: &Model, threads: usize) -> Result<Self> {
+        let spec = model.spec.clone();
+        let t = model.tensors()?;
+        let off = spec.norm_weight_offset;
+        let norm =
+            |s: &StoredTensor| -> Vec<f32> { s.to_f32().into_iter().map(|w| w + off).collect() };
+        let opt_norm = |s: &Option<StoredTensor>| s.as_ref().map(norm);
+        let opt = |s: &Option<StoredTensor>| s.as_ref().map(StoredTensor::to_f32);
+        let layers = t
+            .layers
+            .iter()
+            .map(|l| LayerVecs {
+                attn_norm: norm(&l.attn_norm),
+                mlp_norm: norm(&l.mlp_norm),
+                attn_out_norm: opt_norm(&l.attn_out_norm),
+                mlp_out_norm: opt_norm(&l.mlp_out_norm),
+                q_norm: opt_norm(&l.q_norm),
+                k_norm: opt_norm(&l.k_norm),
+                q_bias: opt(&l.q_bias),
+                k_bias: opt(&l.k_bias),
+                v_bias: opt(&l.v_bias),
+            })
+            .collect();
+        for (name, w) in t
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [
+                    ("q", &l.q),
+                    ("k", &l.k),
+                    ("v", &l.v),
+                    ("o", &l.o),
+                    ("gate", &l.gate),
+                    ("up", &l.up),
+                    ("down", &l.down),
+                ]
+            })
+            .chain([("lm_head", &t.lm_head)])
+        {
+            if !w.dtype.is_weight_type() || w.dtype.row_bytes(w.row_len()).is_none() {
+                return Err(Error::invalid(
+                    &model.path,
+                    format!("{name} weights of type {} cannot be multiplied", w.dtype),
+                ));
+            }
+        }
+        let final_norm = norm(&t.final_norm);
+        let mut buf = Buffers::default();
+        buf.inv_freq = spec.rope.inv_freq(spec.context_length);
+        Ok(Engine {
+            spec,
+            t,
+            layers,
+            final_norm,
+            pool: ThreadPool::new(threads),
+            buf,
+        })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// A cache for a sequence of up to `capacity` tokens.
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        let kv_dim = self.spec.kv_dim();
+        let n = self.spec.n_layers * capacity * kv_dim;
+        KvCache {
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+            len: 0,
+            capacity,
+            kv_dim,
+        }
+    }
+
+    /// Runs the new tokens of every sequence in `seqs` and appends them to their caches.
+    /// Returns the logits asked for, `[n, V]`, in order of sequence and position.
+    pub fn forward(&mut self, seqs: &mut [SeqInput<'_>]) -> Result<&[f32]> {
+        let Engine {
+            spec,
+            t: tensors,
+            layers,
+            final_norm,
+            pool,
+            buf: b,
+        } = self;
+        let spec = &*spec;
+        let (h, qd, kvd, ff, v) = (
+            spec.hidden_size,
+            spec.q_dim(),
+            spec.kv_dim(),
+            spec.intermediate_size,
+            spec.vocab_size,
+        );
+        for (si, s) in seqs.iter().enumerate() {
+            if s.cache.kv_dim != kvd || s.cache.k.len() != spec.n_layers * s.cache.capacity * kvd {
+                return Err(Error::Usage(format!(
+                    "sequence {si}: cache was made for another model"
+                )));
+            }
+            if s.cache.len + s.tokens.len() > s.cache.capacity {
+                return Err(Error::Usage(format!(
+                    "sequence {si}: {} cached + {} new tokens exceed the context of {} tokens",
+                    s.cache.len,
+                    s.tokens.len(),
+                    s.cache.capacity
+                )));
+            }
+            if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= v) {
+                return Err(Error::Usage(format!(
+                    "sequence {si}: token id {bad} is outside the vocabulary of {v}"
+                )));
+            }
+        }
+        let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        b.rows.clear();
+        b.out_rows.clear();
+        for (si, s) in seqs.iter().enumerate() {
+            for i in 0..s.tokens.len() {
+                let row = b.rows.len();
+                b.rows.push((si, s.cache.len + i));
+                let want = match s.logits {
+                    Logits::None => false,
+                    Logits::Last => i + 1 == s.tokens.len(),
+                    Logits::All => true,
+                };
+                if want {
+                    b.out_rows.push(row);
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(&[]);
+        }
+        for (buf, width) in [
+            (&mut b.x, h),
+            (&mut b.xn, h),
+            (&mut b.q, qd),
+            (&mut b.k, kvd),
+            (&mut b.v, kvd),
+            (&mut b.attn, qd),
+            (&mut b.o, h),
+            (&mut b.gate, ff),
+            (&mut b.up, ff),
+        ] {
+            grow(buf, n * width);
+        }
+
+        // Rope angles per new token: [N, rot/2].
+        let half = spec.rope.dim / 2;
+        grow(&mut b.cos, n * half);
+        grow(&mut b.sin, n * half);
+        for (row, &(si, pos)) in b.rows.iter().enumerate() {
+            if spec.rope.is_dynamic() {
+                let s = &seqs[si];
+                b.inv_freq = spec.rope.inv_freq(s.cache.len + s.tokens.len());
+            }
+            for i in 0..half {
+                let a = pos as f32 * b.inv_freq[i];
+                b.cos[row * half + i] = a.cos();
+                b.sin[row * half + i] = a.sin();
+            }
+        }
+
+        // Embeddings: [N, H].
+        let embed = tensors.embed.as_weight();
+        let mut row = 0;
+        for s in seqs.iter() {
+            for &tok in s.tokens {
+                let x = &mut b.x[row * h..(row + 1) * h];
+                herd_kernels::dequantize_row(embed.dtype, embed.row(tok as usize), x);
+                if let Some(scale) = spec.embed_scale {
+                    x.iter_mut().for_each(|v| *v *= scale);
+                }
+                row += 1;
+            }
+        }
+
+        let max_ctx = seqs
+            .iter()
+            .map(|s| s.cache.len + s.tokens.len())
+            .max()
+            .unwrap_or(0);
+        let nth = pool.n_threads();
+        if b.scores.len() < nth {
+            b.scores.resize_with(nth, Vec::new);
+        }
+        for s in b.scores.iter_mut() {
+            grow(s, max_ctx);
+        }
+
+        for li in 0..spec.n_layers {
+            let lw = &tensors.layers[li];
+            let lv = &layers[li];
+            for r in 0..n {
+                ops::rms_norm(
+                    &b.x[r * h..(r + 1) * h],
+                    &lv.attn_norm,
+                    spec.norm_eps,
+                    &mut b.xn[r * h..(r + 1) * h],
+                );
+            }
+            let xn = &b.xn[..n * h];
+            matmul(
+                pool,
+                lw.q.as_weight(),
+                xn,
+                n,
+                &mut b.q[..n * qd],
+                &mut b.quant,
+            );
+            matmul(
+                pool,
+                lw.k.as_weight(),
+                xn,
+                n,
+                &mut b.k[..n * kvd],
+                &mut b.quant,
+            );
+            matmul(
+                pool,
+                lw.v.as_weight(),
+                xn,
+                n,
+                &mut b.v[..n * kvd],
+                &mut b.quant,
+            );
+            for (buf, bias, width) in [
+                (&mut b.q, &lv.q_bias, qd),
+                (&mut b.k, &lv.k_bias, kvd),
+                (&mut b.v, &lv.v_bias, kvd),
+            ] {
+                if let Some(bias) = bias {
+                    for r in 0..n {
+                        buf[r * width..(r + 1) * width]
+                            .iter_mut()
+                            .zip(bias)
+                            .for_each(|(x, b)| *x += b);
+                    }
+                }
+            }
+            let hd = spec.head_dim;
+            for r in 0..n {
+                let cos = &b.cos[r * half..(r + 1) * half];
+                let sin = &b.sin[r * half..(r + 1) * half];
+                for head in b.q[r * qd..(r + 1) * qd].chunks_exact_mut(hd) {
+                    if let Some(w) = &lv.q_norm {
+                        ops::rms_norm_inplace(head, w, spec.norm_eps);
+                    }
+                    ops::rope(head, cos, sin, spec.rope.layout);
+                }
+                for head in b.k[r * kvd..(r + 1) * kvd].chunks_exact_mut(hd) {
+                    if let Some(w) = &lv.k_norm {
+                        ops::rms_norm_inplace(head, w, spec.norm_eps);
+                    }
+                    ops::rope(head, cos, sin, spec.rope.layout);
+                }
+            }
+            // Append the new keys and values to each sequence's cache.
+            for (r, &(si, pos)) in b.rows.iter().enumerate() {
+                let c = &mut *seqs[si].cache;
+                let at = c.layer_offset(li) + pos * kvd;
+                c.k[at..at + kvd].copy_from_slice(&b.k[r * kvd..(r + 1) * kvd]);
+                c.v[at..at + kvd].copy_from_slice(&b.v[r * kvd..(r + 1) * kvd]);
+            }
+            attention(spec, pool, b, li, seqs, n);
+            matmul(
+                pool,
+                lw.o.as_weight(),
+                &b.attn[..n * qd],
+                n,
+                &mut b.o[..n * h],
+                &mut b.quant,
+            );
+            for r in 0..n {
+                let o = &mut b.o[r * h..(r + 1) * h];
+                if let Some(w) = &lv.attn_out_norm {
+                    ops::rms_norm_inplace(o, w, spec.norm_eps);
+                }
+                b.x[r * h..(r + 1) * h]
+                    .iter_mut()
+                    .zip(o.iter())
+                    .for_each(|(x, o)| *x += o);
+                ops::rms_norm(
+                    &b.x[r * h..(r + 1) * h],
+                    &lv.mlp_norm,
+                    spec.norm_eps,
+                    &mut b.xn[r * h..(r + 1) * h],
+                );
+            }
+            let xn = &b.xn[..n * h];
+            matmul(
+                pool,
+                lw.gate.as_weight(),
+                xn,
+                n,
+                &mut b.gate[..n * ff],
+                &mut b.quant,
+            );
+            matmul(
+                pool,
+                lw.up.as_weight(),
+                xn,
+                n,
+                &mut b.up[..n * ff],
+                &mut b.quant,
+            );
+            ops::gated_activation(&mut b.gate[..n * ff], &b.up[..n * ff], spec.activation);
+            matmul(
+                pool,
+                lw.down.as_weight(),
+                &b.gate[..n * ff],
+                n,
+                &mut b.o[..n * h],
+                &mut b.quant,
+            );
+            for r in 0..n {
+                let o = &mut b.o[r * h..(r + 1) * h];
+                if let Some(w) = &lv.mlp_out_norm {
+                    ops::rms_norm_inplace(o, w, spec.norm_eps);
+                }
+                b.x[r * h..(r + 1) * h]
+                    .iter_mut()
+                    .zip(o.iter())
+                    .for_each(|(x, o)| *x += o);
+            }
+        }
+        for s in seqs.iter_mut() {
+            s.cache.len += s.tokens.len();
+        }
+
+        let n_out = b.out_rows.len();
+        grow(&mut b.final_x, n_out * h);
+        for (i, &r) in b.out_rows.iter().enumerate() {
+            ops::rms_norm(
+                &b.x[r * h..(r + 1) * h],
+                final_norm,
+                spec.norm_eps,
+                &mut b.final_x[i * h..(i + 1) * h],
+            );
+        }
+        grow(&mut b.logits, n_out * v);
+        let lm: WeightRef<'_> = tensors.lm_head.as_weight();
+        matmul(
+            pool,
+            lm,
+            &b.final_x[..n_out * h],
+            n_out,
+            &mut b.logits[..n_out * v],
+            &mut b.quant,
+        );
+        if let Some(cap) = spec.final_softcap {
+            ops::softcap(&mut b.logits[..n_out * v], cap);
+        }
+        Ok(&b.logits[..n_out * v])
+    }
+}
+
+/// `attn[N, nh·hd]` from the queries in `b.q` and each sequence's cache, for layer `li`.
+fn attention(
+    spec: &ModelSpec,
+    pool: &ThreadPool,
+    b: &mut Buffers,
+    li: usize,
+    seqs: &[SeqInput<'_>],
+    n: usize,
+) {
+    {
+        let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
+        let (qd, kvd) = (spec.q_dim(), spec.kv_dim());
+        let window = spec.sliding_window[li];
+        let group = nh / nkv;
+        let scale = spec.attn_scale;
+        let softcap = spec.attn_softcap;
+        let rows = &b.rows;
+        let q = &b.q;
+        let attn = Ptr(b.attn.as_mut_ptr());
+        let scores = Ptr(b.scores.as_mut_ptr());
+        let caches: Vec<(&[f32], &[f32])> = seqs
+            .iter()
+            .map(|s| {
+                let off = s.cache.layer_offset(li);
+                let len = s.cache.capacity * kvd;
+                (&s.cache.k[off..off + len], &s.cache.v[off..off + len])
+            })
+            .collect();
+        let caches = &caches;
+        pool.run(|ith, nth| {
+            let (scores, attn) = (scores, attn);
+            // SAFETY: each thread uses only its own score buffer.
+            let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.0.add(ith) };
+            for item in chunk(n * nh, ith, nth) {
+                let (r, head) = (item / nh, item % nh);
+                let (si, pos) = rows[r];
+                let (kc, vc) = caches[si];
+                let kvh = head / group;
+                let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
+                let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let sc = &mut sc_buf[..pos + 1 - lo];
+                for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
+                    let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                    *s = ops::dot(qv, kv) * scale;
+                }
+                if let Some(cap) = softcap {
+                    ops::softcap(sc, cap);
+                }
+                ops::softmax(sc);
+                // SAFETY: (row, head) pairs are disjoint between threads.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(attn.0.add(r * qd + head * hd), hd) };
+                out.fill(0.0);
+                for (j, &p) in (lo..=pos).zip(sc.iter()) {
+                    ops::axpy(p, &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], out);
+                }
+            }
+        });
+    }
+}

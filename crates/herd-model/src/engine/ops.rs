@@ -1,0 +1,152 @@
+//! The small per-row operations of the engine's forward pass, on plain f32 slices.
+
+use crate::spec::{Activation, RopeLayout};
+
+/// `out = x / sqrt(mean(x²) + eps) · w` (w already includes any norm offset).
+#[inline]
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ms + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// In-place RMS norm.
+#[inline]
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ms + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * scale * g;
+    }
+}
+
+/// Rotates the first `cos.len() * 2` dimensions of one head's vector.
+#[inline]
+pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], layout: RopeLayout) {
+    let half = cos.len();
+    match layout {
+        RopeLayout::Neox => {
+            for i in 0..half {
+                let (x1, x2) = (head[i], head[i + half]);
+                head[i] = x1 * cos[i] - x2 * sin[i];
+                head[i + half] = x2 * cos[i] + x1 * sin[i];
+            }
+        }
+        RopeLayout::Interleaved => {
+            for i in 0..half {
+                let (x0, x1) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = x0 * cos[i] - x1 * sin[i];
+                head[2 * i + 1] = x1 * cos[i] + x0 * sin[i];
+            }
+        }
+    }
+}
+
+/// `gate = act(gate) · up`, elementwise.
+#[inline]
+pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
+    match act {
+        Activation::Silu => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+        }
+        Activation::GeluTanh => {
+            const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+            for (g, &u) in gate.iter_mut().zip(up) {
+                let x = *g;
+                *g = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()) * u;
+            }
+        }
+        Activation::Gelu => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                let x = *g;
+                *g = 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)) * u;
+            }
+        }
+    }
+}
+
+/// erf to f32 precision: Numerical Recipes' Chebyshev fit of erfc (fractional error below
+/// 1.2e-7), evaluated in f64.
+fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let y = 1.0
+        - t * (-x * x - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    (if x >= 0.0 { y } else { -y }) as f32
+}
+
+/// `cap·tanh(x/cap)`.
+#[inline]
+pub fn softcap(xs: &mut [f32], cap: f32) {
+    for x in xs {
+        *x = cap * (*x / cap).tanh();
+    }
+}
+
+/// In-place softmax.
+#[inline]
+pub fn softmax(xs: &mut [f32]) {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in xs.iter_mut() {
+        *x *= inv;
+    }
+}
+
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `y += a·x`
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        // Values from Abramowitz & Stegun table 7.1.
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_88),
+            (1.0, 0.842_700_79),
+            (2.0, 0.995_322_27),
+            (-1.0, -0.842_700_79),
+        ] {
+            assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut v = vec![1.0, 3.0, 2.0, f32::NEG_INFINITY];
+        softmax(&mut v);
+        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(v[1] > v[2] && v[2] > v[0] && v[3] == 0.0);
+    }
+}
