@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod gguf;
 mod gguf_model;
 pub mod hf;

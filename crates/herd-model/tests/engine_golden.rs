@@ -15,13 +15,20 @@ fn engine_prompt_logits_match_transformers_for_every_architecture() {
             let mut e = Engine::new(&model, threads).unwrap();
             let mut cache = e.new_cache(64);
             let logits = e
-                .forward(&mut [SeqInput { tokens: &g.input_ids, cache: &mut cache, logits: Logits::All }])
+                .forward(&mut [SeqInput {
+                    tokens: &g.input_ids,
+                    cache: &mut cache,
+                    logits: Logits::All,
+                }])
                 .unwrap()
                 .to_vec();
             let v = model.spec.vocab_size;
             for (pos, want) in g.logits.iter().enumerate() {
                 let d = max_abs_diff(&logits[pos * v..(pos + 1) * v], want);
-                assert!(d < 1e-4, "{arch} ({threads} threads): position {pos}: max |Δ| = {d}");
+                assert!(
+                    d < 1e-4,
+                    "{arch} ({threads} threads): position {pos}: max |Δ| = {d}"
+                );
             }
         }
     }
@@ -35,7 +42,11 @@ fn engine_cached_decoding_matches_transformers_generate() {
         let mut e = Engine::new(&model, 2).unwrap();
         let mut cache = e.new_cache(64);
         let mut last = e
-            .forward(&mut [SeqInput { tokens: &g.input_ids, cache: &mut cache, logits: Logits::Last }])
+            .forward(&mut [SeqInput {
+                tokens: &g.input_ids,
+                cache: &mut cache,
+                logits: Logits::Last,
+            }])
             .unwrap()
             .to_vec();
         let mut generated = vec![];
@@ -45,7 +56,11 @@ fn engine_cached_decoding_matches_transformers_generate() {
             let next = argmax(&last);
             generated.push(next);
             last = e
-                .forward(&mut [SeqInput { tokens: &[next], cache: &mut cache, logits: Logits::Last }])
+                .forward(&mut [SeqInput {
+                    tokens: &[next],
+                    cache: &mut cache,
+                    logits: Logits::Last,
+                }])
                 .unwrap()
                 .to_vec();
         }
@@ -56,15 +71,26 @@ fn engine_cached_decoding_matches_transformers_generate() {
 /// Prompt and greedy continuation from llama.cpp's own run (`../shared/golden/stories260K`).
 fn llama_cpp_golden(name: &str) -> (Vec<u32>, Vec<u32>) {
     let path = shared().join("golden/stories260K").join(name);
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let ids = |k: &str| j[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids = |k: &str| {
+        j[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
     (ids("prompt_ids"), ids("greedy_new_ids"))
 }
 
 fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut cache = e.new_cache(prompt.len() + n);
     let mut logits = e
-        .forward(&mut [SeqInput { tokens: prompt, cache: &mut cache, logits: Logits::Last }])
+        .forward(&mut [SeqInput {
+            tokens: prompt,
+            cache: &mut cache,
+            logits: Logits::Last,
+        }])
         .unwrap()
         .to_vec();
     let mut out = vec![];
@@ -75,7 +101,11 @@ fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> Vec<u32> {
             break;
         }
         logits = e
-            .forward(&mut [SeqInput { tokens: &[next], cache: &mut cache, logits: Logits::Last }])
+            .forward(&mut [SeqInput {
+                tokens: &[next],
+                cache: &mut cache,
+                logits: Logits::Last,
+            }])
             .unwrap()
             .to_vec();
     }
@@ -87,7 +117,10 @@ fn stories260k_greedy_continuation_equals_llama_cpp() {
     let model = Model::open(shared().join("models/stories260K/stories260K.gguf")).unwrap();
     for threads in [1, 2] {
         let mut e = Engine::new(&model, threads).unwrap();
-        for name in ["once_upon_a_time_100.json", "once_upon_a_time_200_ignore_eos.json"] {
+        for name in [
+            "once_upon_a_time_100.json",
+            "once_upon_a_time_200_ignore_eos.json",
+        ] {
             let (prompt, want) = llama_cpp_golden(name);
             let got = greedy(&mut e, &prompt, want.len());
             assert_eq!(got, want, "{name} with {threads} threads");
