@@ -10,10 +10,12 @@ pub mod export;
 pub mod gguf;
 mod gguf_model;
 pub mod hf;
+pub mod io;
 pub mod model;
 pub mod reference;
 pub mod spec;
 pub mod tensor;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,1 +1,44 @@
-fn main() {}
+//! `herd`: the command line over herd's library crates. Each subcommand lives in `cmd/` and
+//! only parses arguments, calls a library and prints.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herd",
+    version,
+    about = "Run, serve, fine-tune and evaluate small open language models on your own machine",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Describe a model: architecture, parameters, tensor types, context, rope, template, licence.
+    Info(cmd::info::Args),
+    /// Write the next-token logits at every position of a prompt to a safetensors file.
+    Logits(cmd::logits::Args),
+    /// Measure prompt-processing and generation speed (like llama-bench).
+    Bench(cmd::bench::Args),
+    /// Write a model (GGUF or Hugging Face folder) as GGUF, optionally in another type.
+    Convert(cmd::convert::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Info(a) => cmd::info::run(a),
+        Cmd::Logits(a) => cmd::logits::run(a),
+        Cmd::Bench(a) => cmd::bench::run(a),
+        Cmd::Convert(a) => cmd::convert::run(a),
+    };
+    if let Err(e) = res {
+        eprintln!("herd: error: {e:#}");
+        std::process::exit(1);
+    }
+}

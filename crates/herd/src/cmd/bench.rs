@@ -1,0 +1,162 @@
+//! `herd bench MODEL`: prompt processing (pp) and generation (tg) speed, as llama-bench
+//! measures them: pp feeds N prompt tokens in one batch, tg decodes N tokens one at a time,
+//! each from an empty context, after one warm-up run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use herd_model::Model;
+use herd_model::engine::{Engine, Logits, SeqInput};
+use serde_json::json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .gguf file or a Hugging Face model folder.
+    pub model: PathBuf,
+    /// Prompt lengths to measure (0 to skip).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    pub n_prompt: Vec<usize>,
+    /// Generated lengths to measure (0 to skip).
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    pub n_gen: Vec<usize>,
+    /// Thread counts to measure [default: CPUs available to this process].
+    #[arg(short, long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Repetitions of each test.
+    #[arg(short, long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Deterministic token ids spread over the vocabulary (llama-bench uses random ones).
+fn tokens(n: usize, vocab: usize) -> Vec<u32> {
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn pp(e: &mut Engine, toks: &[u32]) -> Result<f64> {
+    let mut cache = e.new_cache(toks.len());
+    let t0 = Instant::now();
+    e.forward(&mut [SeqInput {
+        tokens: toks,
+        cache: &mut cache,
+        logits: Logits::Last,
+    }])?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+fn tg(e: &mut Engine, toks: &[u32]) -> Result<f64> {
+    let mut cache = e.new_cache(toks.len());
+    let t0 = Instant::now();
+    for t in toks {
+        e.forward(&mut [SeqInput {
+            tokens: std::slice::from_ref(t),
+            cache: &mut cache,
+            logits: Logits::Last,
+        }])?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = Model::open(&a.model)?;
+    let rss_open = super::resident_bytes();
+    let threads = if a.threads.is_empty() {
+        vec![super::default_threads()]
+    } else {
+        a.threads.clone()
+    };
+    let vocab = model.spec.vocab_size;
+    let types: std::collections::BTreeSet<&str> = model
+        .weights
+        .tensors
+        .values()
+        .filter(|t| t.shape.len() == 2)
+        .map(|t| t.dtype.name())
+        .collect();
+    let types = types.into_iter().collect::<Vec<_>>().join("+");
+    let size = model.weights.total_bytes() as u64;
+    let params: usize = model.weights.tensors.values().map(|t| t.elem_count()).sum();
+    if !a.json {
+        println!("| model | size | params | threads | test | t/s |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    }
+    let name = format!("{} {}", model.spec.arch, types);
+    for &th in &threads {
+        let mut e = Engine::new(&model, th)?;
+        let tests: Vec<(&str, usize)> = a
+            .n_prompt
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| ("pp", n))
+            .chain(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| ("tg", n)))
+            .collect();
+        for (kind, n) in tests {
+            if n > model.spec.context_length.max(n) {
+                continue;
+            }
+            let toks = tokens(n, vocab);
+            let measure = |e: &mut Engine| {
+                if kind == "pp" {
+                    pp(e, &toks)
+                } else {
+                    tg(e, &toks)
+                }
+            };
+            measure(&mut e)?; // warm-up: maps the weights in, sizes the buffers
+            let mut rates = Vec::with_capacity(a.repetitions);
+            for _ in 0..a.repetitions.max(1) {
+                rates.push(n as f64 / measure(&mut e)?);
+            }
+            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+            let sd = (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>()
+                / rates.len().max(2).saturating_sub(1) as f64)
+                .sqrt();
+            if a.json {
+                println!(
+                    "{}",
+                    json!({"model": model.path, "arch": model.spec.arch.name(), "types": types, "size": size,
+                           "params": params, "threads": th, "test": format!("{kind}{n}"), "tokens_per_second": mean,
+                           "stddev": sd, "samples": rates})
+                );
+            } else {
+                println!(
+                    "| {name} | {} | {} | {th} | {kind}{n} | {mean:.2} ± {sd:.2} |",
+                    super::human_bytes(size),
+                    super::human_count(params)
+                );
+            }
+        }
+    }
+    if !a.json {
+        if let (Some(open), Some(now)) = (rss_open, super::resident_bytes()) {
+            println!(
+                "\nresident memory: {} after opening (weights mapped, not read), {} after the runs (weights {})",
+                super::human_bytes(open),
+                super::human_bytes(now),
+                super::human_bytes(size)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! `herd convert MODEL --out FILE.gguf [--type f16]`
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use herd_kernels::GgmlType;
+use herd_model::Model;
+use herd_model::export::{tokenizer_metadata, write_gguf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .gguf file or a Hugging Face model folder.
+    pub model: PathBuf,
+    /// The GGUF file to write.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Type of the weight matrices: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0 (norms and
+    /// biases stay f32).
+    #[arg(long = "type", default_value = "f16")]
+    pub dtype: String,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let dtype = GgmlType::from_name(&a.dtype).ok_or_else(|| {
+        anyhow!(
+            "unknown type '{}' (f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0)",
+            a.dtype
+        )
+    })?;
+    let model = Model::open(&a.model)?;
+    let mut extra = tokenizer_metadata(&model);
+    extra.extend(herd_model::tokenizer::gguf_metadata_for(&model)?);
+    write_gguf(&model, &a.out, dtype, &extra)?;
+    eprintln!("wrote {} ({dtype})", a.out.display());
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `herd logits MODEL (--text T | --ids 1,2,3) --out FILE.safetensors`
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use herd_model::Model;
+use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::reference::{Layout, RefModel};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .gguf file or a Hugging Face model folder.
+    pub model: PathBuf,
+    /// Token ids, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "text",
+        required_unless_present = "text"
+    )]
+    pub ids: Vec<u32>,
+    /// Text, tokenized with the model's tokenizer (BOS added as the model asks).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Output file: `logits` [T, V] f32 and `input_ids` [T] i64.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Compute with the candle reference forward pass instead of the fast engine.
+    #[arg(long)]
+    pub reference: bool,
+    /// Threads for the fast engine [default: CPUs available to this process].
+    #[arg(long, short)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = Model::open(&a.model)?;
+    let ids: Vec<u32> = match &a.text {
+        Some(text) => {
+            let tok = herd_model::tokenizer::Tokenizer::for_model(&model)?;
+            tok.encode(text, true, false)?
+        }
+        None => a.ids.clone(),
+    };
+    if ids.is_empty() {
+        bail!("the prompt has no tokens");
+    }
+    let v = model.spec.vocab_size;
+    let logits: Vec<f32> = if a.reference {
+        let rm = RefModel::load(&model, &candle_core::Device::Cpu)?;
+        let t =
+            candle_core::Tensor::from_vec(ids.clone(), (1, ids.len()), &candle_core::Device::Cpu)?;
+        rm.forward(&t, &Layout::contiguous(&[0], ids.len()), None)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+    } else {
+        let mut e = Engine::new(&model, a.threads.unwrap_or_else(super::default_threads))?;
+        let mut cache = e.new_cache(ids.len());
+        e.forward(&mut [SeqInput {
+            tokens: &ids,
+            cache: &mut cache,
+            logits: Logits::All,
+        }])?
+        .to_vec()
+    };
+    let logit_bytes: Vec<u8> = logits.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let id_bytes: Vec<u8> = ids.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect();
+    let views = [
+        (
+            "logits",
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                vec![ids.len(), v],
+                &logit_bytes,
+            )?,
+        ),
+        (
+            "input_ids",
+            safetensors::tensor::TensorView::new(
+                safetensors::Dtype::I64,
+                vec![ids.len()],
+                &id_bytes,
+            )?,
+        ),
+    ];
+    let bytes = safetensors::serialize(views, None).context("serialising the logits")?;
+    herd_model::io::atomic_write(&a.out, &bytes)?;
+    eprintln!(
+        "wrote logits [{} × {v}] for {} tokens to {}",
+        ids.len(),
+        ids.len(),
+        a.out.display()
+    );
+    Ok(())
+}
