@@ -30,13 +30,25 @@ pub fn dot_float(t: GgmlType, w: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// Dot product of a quantised weight row of type `t` with activations already quantised to
-/// `t.vec_dot_type()`; both hold the same number of elements.
+/// Dot product of a weight row of type `t` (anything but F32) with activations already
+/// converted to `t.vec_dot_type()`; both hold the same number of elements.
 pub fn dot_quant(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
     let wb = t.type_size();
     let ab = t.vec_dot_type().type_size();
     let pairs = w.chunks_exact(wb).zip(a.chunks_exact(ab));
     match t {
+        GgmlType::F16 => w
+            .chunks_exact(2)
+            .zip(a.chunks_exact(2))
+            .map(|(x, y)| f16_at(x, 0) * f16_at(y, 0))
+            .sum(),
+        GgmlType::BF16 => {
+            let bf = |b: &[u8]| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+            w.chunks_exact(2)
+                .zip(a.chunks_exact(2))
+                .map(|(x, y)| bf(x) * bf(y))
+                .sum()
+        }
         GgmlType::Q4_0 => pairs
             .map(|(x, y)| {
                 let s: i32 = (0..16)

@@ -1,7 +1,7 @@
 //! Matrix products of activations with weight matrices in any ggml type, across a thread pool.
 
 use crate::pool::{ThreadPool, chunk};
-use crate::quantize::quantize_row;
+use crate::quantize::quantize_activations;
 use crate::simd;
 use crate::types::GgmlType;
 
@@ -28,14 +28,17 @@ impl<'a> WeightRef<'a> {
 
 /// A raw pointer that worker threads may share; each writes a disjoint part.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
+struct SharedMut<T>(*mut T);
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
 
-#[derive(Clone, Copy)]
-struct SharedBytes(*mut u8);
-unsafe impl Send for SharedBytes {}
-unsafe impl Sync for SharedBytes {}
+impl<T> SharedMut<T> {
+    /// The element `i` places on. A method (not `.0`) so that closures capture the whole
+    /// wrapper, which is `Sync`, rather than the raw pointer field, which is not.
+    fn at(self, i: usize) -> *mut T {
+        self.0.wrapping_add(i)
+    }
+}
 
 /// Activations in the form a weight type's dot product wants: f32 for float weights, quantised
 /// rows (in `scratch`) for quantised ones.
@@ -85,14 +88,13 @@ pub fn prepare<'a>(
     if scratch.len() < n * rb {
         scratch.resize(n * rb, 0);
     }
-    let out = SharedBytes(scratch.as_mut_ptr());
+    let out = SharedMut(scratch.as_mut_ptr());
     pool.run(|ith, nth| {
         for i in chunk(n, ith, nth) {
-            let out = out;
             // SAFETY: rows `chunk(n, ith, nth)` are disjoint between threads and lie inside
             // `scratch`, which outlives `run`.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(i * rb), rb) };
-            quantize_row(at, &x[i * cols..(i + 1) * cols], dst);
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * rb), rb) };
+            quantize_activations(at, &x[i * cols..(i + 1) * cols], dst);
         }
     });
     Prepared {
@@ -112,12 +114,11 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     let rows = w.rows;
     let out = SharedMut(y.as_mut_ptr());
     pool.run(|ith, nth| {
-        let out = out;
         for r in chunk(rows, ith, nth) {
             let wr = w.row(r);
             for i in 0..n {
                 // SAFETY: thread `ith` alone writes column block `chunk(rows, ..)` of `y`.
-                unsafe { *out.0.add(i * rows + r) = x.dot(w.dtype, wr, i) };
+                unsafe { *out.at(i * rows + r) = x.dot(w.dtype, wr, i) };
             }
         }
     });

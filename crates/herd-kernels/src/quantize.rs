@@ -49,6 +49,45 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
     true
 }
 
+/// Quantises one activation row for a dot product, as ggml's CPU back end does at run time
+/// on x86 (`ggml-cpu/arch/x86/quants.c`): Q8_0 and Q8_1 scale by `127/amax` and round half to
+/// even, unlike the reference quantisers that write model files; F16/BF16 are plain
+/// conversions. Matching it keeps herd's greedy output equal to llama.cpp's on quantised models.
+///
+/// # Panics
+/// If `dst` is not exactly `t.row_bytes(src.len())` bytes.
+pub fn quantize_activations(t: GgmlType, src: &[f32], dst: &mut [u8]) {
+    assert_eq!(
+        t.row_bytes(src.len()),
+        Some(dst.len()),
+        "quantize_activations: size mismatch for {t}"
+    );
+    match t {
+        GgmlType::Q8_0 | GgmlType::Q8_1 => {
+            let with_sum = t == GgmlType::Q8_1;
+            let (qs_at, bs) = if with_sum { (4, 36) } else { (2, 34) };
+            for (x, y) in src.chunks_exact(32).zip(dst.chunks_exact_mut(bs)) {
+                let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                put_f16(y, 0, d);
+                let mut sum = 0i32;
+                for j in 0..32 {
+                    let q = (x[j] * id).round_ties_even() as i32;
+                    y[qs_at + j] = q as i8 as u8;
+                    sum += q;
+                }
+                if with_sum {
+                    put_f16(y, 2, d * sum as f32);
+                }
+            }
+        }
+        _ => {
+            quantize_row(t, src, dst);
+        }
+    }
+}
+
 /// Types `quantize_row` can write.
 pub fn can_quantize(t: GgmlType) -> bool {
     !matches!(
@@ -182,7 +221,7 @@ mod tests {
     fn sample(n: usize) -> Vec<f32> {
         // A deterministic, sign-mixed signal with a spread of magnitudes.
         (0..n)
-            .map(|i| ((i as f32 * 0.37).sin() * 1.7 + (i as f32 * 0.011).cos() * 0.3))
+            .map(|i| (i as f32 * 0.37).sin() * 1.7 + (i as f32 * 0.011).cos() * 0.3)
             .collect()
     }
 

@@ -141,7 +141,7 @@ impl GgmlType {
 
     /// Bytes of a row of `n` elements, or `None` when `n` is not a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_size() != 0 {
+        if !n.is_multiple_of(self.block_size()) {
             return None;
         }
         (n / self.block_size()).checked_mul(self.type_size())
@@ -155,7 +155,10 @@ impl GgmlType {
     /// ggml's `vec_dot_type`. Integer dot products need both sides quantised.
     pub fn vec_dot_type(self) -> GgmlType {
         match self {
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => GgmlType::F32,
+            // ggml converts activations to the weights' half type and multiplies halves.
+            GgmlType::F32 => GgmlType::F32,
+            GgmlType::F16 => GgmlType::F16,
+            GgmlType::BF16 => GgmlType::BF16,
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => GgmlType::Q8_0,
             GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 => GgmlType::Q8_1,
             GgmlType::Q2_K

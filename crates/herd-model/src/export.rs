@@ -75,12 +75,42 @@ fn convert(t: &StoredTensor, target: GgmlType, name: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes `model` to `out` as GGUF with its matrices in `matrix_type` (vectors stay F32).
-/// `extra` metadata (tokenizer, licence, lineage) is added as given.
+/// The type each weight matrix is written in, by GGUF tensor name and row length.
+pub type TypePlan<'a> = &'a dyn Fn(&str, usize) -> GgmlType;
+
+/// `t` for every matrix whose rows are whole `t` blocks; otherwise llama-quantize's fallback
+/// (k-quants to the nearest 32-element type, then F16).
+pub fn uniform_plan(t: GgmlType) -> impl Fn(&str, usize) -> GgmlType {
+    uniform_plan_with_fallback(t, GgmlType::F16)
+}
+
+/// Like [`uniform_plan`], with `last` as the final fallback instead of F16.
+pub fn uniform_plan_with_fallback(t: GgmlType, last: GgmlType) -> impl Fn(&str, usize) -> GgmlType {
+    move |_, cols| {
+        if t.row_bytes(cols).is_some() {
+            return t;
+        }
+        let fallback = match t {
+            GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+            GgmlType::Q4_K => GgmlType::Q5_0,
+            GgmlType::Q5_K => GgmlType::Q5_1,
+            GgmlType::Q6_K => GgmlType::Q8_0,
+            _ => last,
+        };
+        if fallback.row_bytes(cols).is_some() {
+            fallback
+        } else {
+            last
+        }
+    }
+}
+
+/// Writes `model` to `out` as GGUF with its matrices in the types `plan` gives (vectors stay
+/// F32). `extra` metadata (tokenizer, licence, lineage) is added as given.
 pub fn write_gguf(
     model: &Model,
     out: &Path,
-    matrix_type: GgmlType,
+    plan: TypePlan<'_>,
     extra: &[(String, Value)],
 ) -> Result<()> {
     let spec = &model.spec;
@@ -95,6 +125,7 @@ pub fn write_gguf(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     w.set_str("general.name", &name);
+    let matrix_type = plan("blk.0.attn_q.weight", spec.hidden_size);
     w.set_u32("general.file_type", file_type(matrix_type));
     w.set_u32(&k("context_length"), spec.context_length as u32);
     w.set_u32(&k("embedding_length"), spec.hidden_size as u32);
@@ -183,8 +214,9 @@ pub fn write_gguf(
         w.add_tensor(name, GgmlType::F32, st.shape.clone(), vector(st, offset))
     };
     let add_mat = |w: &mut GgufWriter, name: &str, st: &StoredTensor| -> Result<()> {
-        let data = convert(st, matrix_type, name)?;
-        w.add_tensor(name, matrix_type, st.shape.clone(), data)
+        let dtype = plan(name, st.row_len());
+        let data = convert(st, dtype, name)?;
+        w.add_tensor(name, dtype, st.shape.clone(), data)
     };
 
     add_mat(&mut w, "token_embd.weight", &t.embed)?;

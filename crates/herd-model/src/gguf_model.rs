@@ -228,10 +228,8 @@ pub fn load(f: &GgufFile) -> Result<(ModelSpec, Weights)> {
     };
     let tok = |k: &str| f.get(k).and_then(Value::as_u64).map(|v| v as u32);
     let mut eos: Vec<u32> = tok("tokenizer.ggml.eos_token_id").into_iter().collect();
-    if let Some(eot) = tok("tokenizer.ggml.eot_token_id") {
-        if !eos.contains(&eot) {
-            eos.push(eot);
-        }
+    if let Some(eot) = tok("tokenizer.ggml.eot_token_id").filter(|e| !eos.contains(e)) {
+        eos.push(eot);
     }
     let qkv_bias = (0..n_layers).any(|i| w.get(&layer_name(i, "self_attn.q_proj.bias")).is_some())
         || (0..n_layers).any(|i| w.get(&layer_name(i, "self_attn.qkv_proj.bias")).is_some());

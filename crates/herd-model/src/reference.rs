@@ -262,7 +262,7 @@ impl RefModel {
         &self,
         tokens: &Tensor,
         layout: &Layout,
-        mut cache: Option<&mut RefCache>,
+        cache: Option<&mut RefCache>,
     ) -> Result<Tensor> {
         let spec = &self.spec;
         let (b, t) = tokens.dims2()?;
@@ -397,7 +397,7 @@ impl RefModel {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
 
-        if let Some(cache) = cache.as_deref_mut() {
+        if let Some(cache) = cache {
             cache.kv = new_kv.into_iter().map(Some).collect();
             for bi in 0..b {
                 if cache.positions.len() <= bi {

@@ -261,13 +261,13 @@ impl ModelSpec {
                 return Err(format!("{name} is 0"));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.rope.dim > self.head_dim || self.rope.dim % 2 != 0 {
+        if self.rope.dim > self.head_dim || !self.rope.dim.is_multiple_of(2) {
             return Err(format!(
                 "rotary dimension {} does not fit head_dim {}",
                 self.rope.dim, self.head_dim
@@ -276,14 +276,14 @@ impl ModelSpec {
         if self.sliding_window.len() != self.n_layers {
             return Err("sliding window list does not have one entry per layer".into());
         }
-        if let RopeScaling::FreqFactors(f) = &self.rope.scaling {
-            if f.len() != self.rope.dim / 2 {
-                return Err(format!(
-                    "rope_freqs has {} factors, expected {}",
-                    f.len(),
-                    self.rope.dim / 2
-                ));
-            }
+        if let RopeScaling::FreqFactors(f) = &self.rope.scaling
+            && f.len() != self.rope.dim / 2
+        {
+            return Err(format!(
+                "rope_freqs has {} factors, expected {}",
+                f.len(),
+                self.rope.dim / 2
+            ));
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use common::*;
 use herd_kernels::GgmlType;
 use herd_model::Model;
 use herd_model::engine::{Engine, Logits, SeqInput};
-use herd_model::export::write_gguf;
+use herd_model::export::{uniform_plan, write_gguf};
 
 /// Prompt logits `[T·V]`, then the logits of each decoding step when fed `feed` (teacher
 /// forcing with transformers' greedy ids, so that one near-tie cannot derail later steps).
@@ -48,7 +48,7 @@ fn gguf_copies_of_hf_tiny_models_match_their_folders() {
         let hf = Model::open(hf_tiny(arch)).unwrap();
         for (dtype, tol) in [(GgmlType::F32, 1e-4), (GgmlType::F16, 1e-2)] {
             let path = dir.path().join(format!("{arch}-{dtype}.gguf"));
-            write_gguf(&hf, &path, dtype, &[]).unwrap();
+            write_gguf(&hf, &path, &uniform_plan(dtype), &[]).unwrap();
             let gguf = Model::open(&path).unwrap();
             assert_eq!(gguf.spec.arch.gguf_name(), hf.spec.arch.gguf_name());
             let (all, steps) = run(&gguf, &g.input_ids, &g.greedy_new_ids);
@@ -88,7 +88,7 @@ fn llama_family_q_and_k_are_stored_permuted_like_llama_cpp() {
     let dir = tempfile::tempdir().unwrap();
     let hf = Model::open(hf_tiny("llama")).unwrap();
     let path = dir.path().join("llama.gguf");
-    write_gguf(&hf, &path, GgmlType::F32, &[]).unwrap();
+    write_gguf(&hf, &path, &uniform_plan(GgmlType::F32), &[]).unwrap();
     let gguf = Model::open(&path).unwrap();
     let name = "model.layers.0.self_attn.q_proj.weight";
     let a = hf.weights.get(name).unwrap().to_f32();

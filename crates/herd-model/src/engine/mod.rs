@@ -182,8 +182,10 @@ impl Engine {
             }
         }
         let final_norm = norm(&t.final_norm);
-        let mut buf = Buffers::default();
-        buf.inv_freq = spec.rope.inv_freq(spec.context_length);
+        let buf = Buffers {
+            inv_freq: spec.rope.inv_freq(spec.context_length),
+            ..Default::default()
+        };
         Ok(Engine {
             spec,
             t,
@@ -331,9 +333,7 @@ impl Engine {
             grow(s, max_ctx);
         }
 
-        for li in 0..spec.n_layers {
-            let lw = &tensors.layers[li];
-            let lv = &layers[li];
+        for (li, (lw, lv)) in tensors.layers.iter().zip(layers.iter()).enumerate() {
             for r in 0..n {
                 ops::rms_norm(
                     &b.x[r * h..(r + 1) * h],

@@ -137,7 +137,7 @@ impl<'a> Cursor<'a> {
             self.pos = at;
             return Err(self.err(
                 what,
-                format!("declares a length of {n} but only {remaining} bytes remain in the file"),
+                format!("declares a length of {n} but only {remaining} bytes remain in the file (truncated or corrupt?)"),
             ));
         }
         Ok(n as usize)

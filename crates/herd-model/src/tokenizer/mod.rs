@@ -82,12 +82,12 @@ impl Tokenizer {
             .encode(text, false)
             .map_err(|e| Error::Usage(format!("tokenizing: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
-        if add_special && self.add_bos {
-            if let Some(b) = self.bos {
-                if ids.first() != Some(&b) {
-                    ids.insert(0, b);
-                }
-            }
+        if add_special
+            && self.add_bos
+            && let Some(b) = self.bos
+            && ids.first() != Some(&b)
+        {
+            ids.insert(0, b);
         }
         Ok(ids)
     }

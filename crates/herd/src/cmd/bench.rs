@@ -148,8 +148,10 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
     }
-    if !a.json {
-        if let (Some(open), Some(now)) = (rss_open, super::resident_bytes()) {
+    if !a.json
+        && let (Some(open), Some(now)) = (rss_open, super::resident_bytes())
+    {
+        {
             println!(
                 "\nresident memory: {} after opening (weights mapped, not read), {} after the runs (weights {})",
                 super::human_bytes(open),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use herd_kernels::GgmlType;
 use herd_model::Model;
-use herd_model::export::{tokenizer_metadata, write_gguf};
+use herd_model::export::{tokenizer_metadata, uniform_plan_with_fallback, write_gguf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,9 +15,14 @@ pub struct Args {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Type of the weight matrices: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0 (norms and
-    /// biases stay f32).
+    /// biases stay f32; matrices whose rows are not whole blocks fall back to f16, as
+    /// llama-quantize does).
     #[arg(long = "type", default_value = "f16")]
     pub dtype: String,
+    /// Type for matrices whose rows are not whole blocks of `--type` (f16 as llama-quantize,
+    /// or f32 to keep them exact).
+    #[arg(long, default_value = "f16")]
+    pub fallback: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -27,10 +32,18 @@ pub fn run(a: Args) -> Result<()> {
             a.dtype
         )
     })?;
+    let fallback = GgmlType::from_name(&a.fallback)
+        .filter(|t| !t.is_quantized())
+        .ok_or_else(|| anyhow!("--fallback must be f32, f16 or bf16, not '{}'", a.fallback))?;
     let model = Model::open(&a.model)?;
     let mut extra = tokenizer_metadata(&model);
     extra.extend(herd_model::tokenizer::gguf_metadata_for(&model)?);
-    write_gguf(&model, &a.out, dtype, &extra)?;
+    write_gguf(
+        &model,
+        &a.out,
+        &uniform_plan_with_fallback(dtype, fallback),
+        &extra,
+    )?;
     eprintln!("wrote {} ({dtype})", a.out.display());
     Ok(())
 }

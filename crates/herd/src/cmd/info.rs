@@ -53,13 +53,11 @@ fn licence_facts(model: &Model) -> BTreeMap<String, String> {
     match &model.source {
         Source::Gguf(f) => {
             for k in &f.key_order {
-                if k.starts_with("general.license")
-                    || k.starts_with("general.base_model")
-                    || k.starts_with("general.dataset")
-                {
-                    if let Some(v) = f.get(k) {
-                        out.insert(k.clone(), v.display_short());
-                    }
+                let licence_key = ["general.license", "general.base_model", "general.dataset"]
+                    .iter()
+                    .any(|p| k.starts_with(p));
+                if let Some(v) = f.get(k).filter(|_| licence_key) {
+                    out.insert(k.clone(), v.display_short());
                 }
             }
         }
