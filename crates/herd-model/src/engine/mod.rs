@@ -320,11 +320,9 @@ impl Engine {
             }
         }
 
-        let max_ctx = seqs
-            .iter()
-            .map(|s| s.cache.len + s.tokens.len())
-            .max()
-            .unwrap_or(0);
+        // Score buffers are sized to the caches' capacity, not the current length, so that
+        // they do not grow (and reallocate) as a sequence lengthens.
+        let max_ctx = seqs.iter().map(|s| s.cache.capacity).max().unwrap_or(0);
         let nth = pool.n_threads();
         if b.scores.len() < nth {
             b.scores.resize_with(nth, Vec::new);
@@ -518,15 +516,6 @@ fn attention(
         let q = &b.q;
         let attn = Ptr(b.attn.as_mut_ptr());
         let scores = Ptr(b.scores.as_mut_ptr());
-        let caches: Vec<(&[f32], &[f32])> = seqs
-            .iter()
-            .map(|s| {
-                let off = s.cache.layer_offset(li);
-                let len = s.cache.capacity * kvd;
-                (&s.cache.k[off..off + len], &s.cache.v[off..off + len])
-            })
-            .collect();
-        let caches = &caches;
         pool.run(|ith, nth| {
             let (scores, attn) = (scores, attn);
             // SAFETY: each thread uses only its own score buffer.
@@ -534,7 +523,9 @@ fn attention(
             for item in chunk(n * nh, ith, nth) {
                 let (r, head) = (item / nh, item % nh);
                 let (si, pos) = rows[r];
-                let (kc, vc) = caches[si];
+                let c = &*seqs[si].cache;
+                let off = c.layer_offset(li);
+                let (kc, vc) = (&c.k[off..], &c.v[off..]);
                 let kvh = head / group;
                 let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
                 let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
