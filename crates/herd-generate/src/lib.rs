@@ -1,0 +1,10 @@
+//! Turning a model's logits into text: samplers, stop conditions, streaming generation.
+//!
+//! Not the model maths (that is `herd-model`), not HTTP (that is `herd-server`).
+
+pub mod rng;
+pub mod sampler;
+pub mod stop;
+
+pub use sampler::{Sampler, SamplerConfig};
+pub use stop::StopMatcher;
