@@ -48,7 +48,7 @@ fn decoding_allocates_nothing_per_token() {
         },
     ])
     .unwrap();
-    let mut step = |e: &mut Engine, a: &mut _, b: &mut _, t: u32| {
+    let step = |e: &mut Engine, a: &mut _, b: &mut _, t: u32| {
         e.forward(&mut [
             SeqInput {
                 tokens: &[t],

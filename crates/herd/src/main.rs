@@ -27,6 +27,10 @@ enum Cmd {
     Bench(cmd::bench::Args),
     /// Write a model (GGUF or Hugging Face folder) as GGUF, optionally in another type.
     Convert(cmd::convert::Args),
+    /// Download a model from the Hugging Face hub into its shared cache.
+    Pull(cmd::hub::PullArgs),
+    /// List the models in the cache with size, architecture, quantization and licence.
+    List(cmd::hub::ListArgs),
 }
 
 fn main() {
@@ -36,6 +40,8 @@ fn main() {
         Cmd::Logits(a) => cmd::logits::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),
         Cmd::Convert(a) => cmd::convert::run(a),
+        Cmd::Pull(a) => cmd::hub::pull(a),
+        Cmd::List(a) => cmd::hub::list(a),
     };
     if let Err(e) = res {
         eprintln!("herd: error: {e:#}");

@@ -202,3 +202,50 @@ fn a_missing_model_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn pulled_names_resolve_and_list_shows_them() {
+    // A cache laid out as `herd pull` (and huggingface_hub) leave it.
+    let cache = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache.path().join("models--karpathy--tinyllamas");
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots").join(commit)).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::copy(
+        shared().join("models/stories260K/stories260K.gguf"),
+        repo.join("blobs/abc"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../../blobs/abc",
+        repo.join("snapshots").join(commit).join("stories260K.gguf"),
+    )
+    .unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+            .args(args)
+            .env("HF_HUB_CACHE", cache.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("karpathy/tinyllamas:stories260K.gguf")
+            && out.contains("llama")
+            && out.contains("F32"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["info", "karpathy/tinyllamas", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"architecture\": \"llama\""), "{out}");
+    let (ok, _, err) = run(&["info", "karpathy/nothere"]);
+    assert!(!ok && err.contains("herd pull karpathy/nothere"), "{err}");
+}

@@ -2,18 +2,16 @@
 //! measures them: pp feeds N prompt tokens in one batch, tg decodes N tokens one at a time,
 //! each from an empty context, after one warm-up run.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use herd_model::Model;
 use herd_model::engine::{Engine, Logits, SeqInput};
 use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .gguf file or a Hugging Face model folder.
-    pub model: PathBuf,
+    /// A .gguf file, a Hugging Face model folder, or a pulled OWNER/REPO[:FILE].
+    pub model: String,
     /// Prompt lengths to measure (0 to skip).
     #[arg(
         short = 'p',
@@ -79,7 +77,7 @@ fn tg(e: &mut Engine, toks: &[u32]) -> Result<f64> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = Model::open(&a.model)?;
+    let model = super::open_model(&a.model)?;
     let rss_open = super::resident_bytes();
     let threads = if a.threads.is_empty() {
         vec![super::default_threads()]

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use herd_kernels::GgmlType;
-use herd_model::Model;
 use herd_model::export::{tokenizer_metadata, uniform_plan_with_fallback, write_gguf};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .gguf file or a Hugging Face model folder.
-    pub model: PathBuf,
+    /// A .gguf file, a Hugging Face model folder, or a pulled OWNER/REPO[:FILE].
+    pub model: String,
     /// The GGUF file to write.
     #[arg(long, short)]
     pub out: PathBuf,
@@ -35,7 +34,7 @@ pub fn run(a: Args) -> Result<()> {
     let fallback = GgmlType::from_name(&a.fallback)
         .filter(|t| !t.is_quantized())
         .ok_or_else(|| anyhow!("--fallback must be f32, f16 or bf16, not '{}'", a.fallback))?;
-    let model = Model::open(&a.model)?;
+    let model = super::open_model(&a.model)?;
     let mut extra = tokenizer_metadata(&model);
     extra.extend(herd_model::tokenizer::gguf_metadata_for(&model)?);
     write_gguf(

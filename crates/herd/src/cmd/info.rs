@@ -1,7 +1,6 @@
 //! `herd info MODEL`
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::Result;
 use herd_model::model::Source;
@@ -11,8 +10,8 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .gguf file or a Hugging Face model folder.
-    pub model: PathBuf,
+    /// A .gguf file, a Hugging Face model folder, or a pulled OWNER/REPO[:FILE].
+    pub model: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -48,7 +47,7 @@ pub fn chat_template(model: &Model) -> Option<String> {
 
 /// Licence facts stored in the model's own metadata (GGUF `general.license*` and base-model
 /// keys; a Hugging Face folder's model card front matter).
-fn licence_facts(model: &Model) -> BTreeMap<String, String> {
+pub fn licence_facts(model: &Model) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match &model.source {
         Source::Gguf(f) => {
@@ -84,7 +83,7 @@ fn licence_facts(model: &Model) -> BTreeMap<String, String> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = Model::open(&a.model)?;
+    let model = super::open_model(&a.model)?;
     let s = &model.spec;
     let mut types: BTreeMap<String, usize> = BTreeMap::new();
     let mut params = 0usize;

@@ -3,14 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use herd_model::Model;
 use herd_model::engine::{Engine, Logits, SeqInput};
 use herd_model::reference::{Layout, RefModel};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A .gguf file or a Hugging Face model folder.
-    pub model: PathBuf,
+    /// A .gguf file, a Hugging Face model folder, or a pulled OWNER/REPO[:FILE].
+    pub model: String,
     /// Token ids, comma-separated.
     #[arg(
         long,
@@ -34,7 +33,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let model = Model::open(&a.model)?;
+    let model = super::open_model(&a.model)?;
     let ids: Vec<u32> = match &a.text {
         Some(text) => {
             let tok = herd_model::tokenizer::Tokenizer::for_model(&model)?;

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod convert;
+pub mod hub;
 pub mod info;
 pub mod logits;
 
@@ -39,4 +40,18 @@ pub fn human_count(n: usize) -> String {
         n if n >= 1_000 => format!("{:.2} K", n as f64 / 1e3),
         n => n.to_string(),
     }
+}
+
+/// A model argument as the user wrote it: a local path, or a name pulled with `herd pull`.
+pub fn model_path(arg: &str) -> anyhow::Result<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(arg);
+    if p.exists() || !herd_hub::ModelRef::looks_like(arg) {
+        return Ok(p);
+    }
+    let r = herd_hub::ModelRef::parse(arg)?;
+    Ok(herd_hub::Cache::from_env().resolve(&r)?)
+}
+
+pub fn open_model(arg: &str) -> anyhow::Result<herd_model::Model> {
+    Ok(herd_model::Model::open(model_path(arg)?)?)
 }
