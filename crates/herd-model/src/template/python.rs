@@ -6,6 +6,8 @@
 use minijinja::value::{Kwargs, Rest, ValueKind, from_args};
 use minijinja::{Error, ErrorKind, State, Value};
 
+use super::objects;
+
 /// Python's `str(value)`: what Jinja2 prints for `{{ value }}`.
 pub fn py_str(out: &mut String, value: &Value) -> Result<(), Error> {
     match value.kind() {
@@ -38,14 +40,21 @@ fn py_repr(out: &mut String, value: &Value, depth: usize) -> Result<(), Error> {
         ValueKind::Number => push_number(out, value),
         ValueKind::String => repr_str(out, value.as_str().unwrap_or_default()),
         ValueKind::Seq => {
-            out.push('[');
+            // `dict.items()` yields tuples: `('a', 1)`, and `(x,)` for one item.
+            let tuple = value.is_tuple();
+            out.push(if tuple { '(' } else { '[' });
+            let mut n = 0;
             for (i, item) in value.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
                 py_repr(out, &item, depth + 1)?;
+                n += 1;
             }
-            out.push(']');
+            if tuple && n == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
         }
         ValueKind::Map => {
             out.push('{');
@@ -177,7 +186,9 @@ pub fn tojson_filter(
     let sort_keys = pick(3, "sort_keys")?.is_some_and(|v| v.is_true());
     let indent = match pick(1, "indent")? {
         None => None,
-        Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_string()),
+        Some(v) if v.kind() == ValueKind::String => {
+            Some(v.as_str().unwrap_or_default().to_string())
+        }
         Some(v) => {
             let n = i64::try_from(v)?;
             Some(" ".repeat(n.clamp(0, 64) as usize))
@@ -209,6 +220,7 @@ pub fn tojson_filter(
 fn not_serializable(value: &Value) -> Error {
     let what = match value.kind() {
         ValueKind::Undefined => "Undefined".to_string(),
+        _ if objects::is_generator(value) => "generator".to_string(),
         ValueKind::Iterable => "generator".to_string(),
         kind => kind.to_string(),
     };
@@ -231,6 +243,13 @@ pub fn dumps(out: &mut String, value: &Value, o: &JsonOptions, depth: usize) -> 
             }
         }
     };
+    if objects::is_py_none(value) {
+        out.push_str("null");
+        return Ok(());
+    }
+    if objects::is_generator(value) {
+        return Err(not_serializable(value));
+    }
     match value.kind() {
         ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
@@ -386,7 +405,10 @@ pub fn unknown_method(
                 };
                 return match found {
                     Some(i) => Ok(Value::from(s[..i].chars().count())),
-                    None => Err(Error::new(ErrorKind::InvalidOperation, "substring not found")),
+                    None => Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        "substring not found",
+                    )),
                 };
             }
             _ => {}
@@ -404,7 +426,10 @@ fn split(s: &str, from_right: bool, args: &[Value]) -> Result<Value, Error> {
     let parts: Vec<String> = match sep {
         Some(sep) => {
             let sep = sep.as_str().ok_or_else(|| {
-                Error::new(ErrorKind::InvalidOperation, "split separator must be a string")
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "split separator must be a string",
+                )
             })?;
             if sep.is_empty() {
                 return Err(Error::new(ErrorKind::InvalidOperation, "empty separator"));
@@ -424,7 +449,11 @@ fn split(s: &str, from_right: bool, args: &[Value]) -> Result<Value, Error> {
             match max {
                 Some(n) if n < words.len() => {
                     // The remainder keeps its inner whitespace, as in Python.
-                    let mut rest = if from_right { s.trim_end() } else { s.trim_start() };
+                    let mut rest = if from_right {
+                        s.trim_end()
+                    } else {
+                        s.trim_start()
+                    };
                     let mut v = Vec::new();
                     for _ in 0..n {
                         if from_right {
@@ -473,7 +502,7 @@ mod tests {
 
     #[test]
     fn repr_like_python() {
-        let v = Value::from_serialize(serde_json::json!({"a": [1, 2.0, "it's", null, true]}));
+        let v = crate::template::to_value(&serde_json::json!({"a": [1, 2.0, "it's", null, true]}));
         let mut s = String::new();
         py_str(&mut s, &v).unwrap();
         assert_eq!(s, r#"{'a': [1, 2.0, "it's", None, True]}"#);
