@@ -115,6 +115,26 @@ CASES = {
 }
 
 
+# Reasoning models: an earlier answer with its reasoning (transformers shows it to the template
+# as `reasoning_content` and `thinking`). Then content given as a list of text parts, as
+# OpenAI-style clients send it (many templates expect a string and fail, in Python too).
+CASES["reasoning"] = {
+    "messages": [
+        SYSTEM,
+        {"role": "user", "content": "What is 17 * 3?"},
+        {"role": "assistant", "reasoning_content": "17 * 3 = 51.", "content": "51"},
+        {"role": "user", "content": "And 51 / 3?"},
+    ],
+    "add_generation_prompt": True,
+}
+CASES["content_parts"] = {
+    "messages": [
+        SYSTEM,
+        {"role": "user", "content": [{"type": "text", "text": "Describe Paris"}, {"type": "text", "text": "in one line."}]},
+    ],
+    "add_generation_prompt": True,
+}
+
 # The same tool call without any `content` key, as in transformers' documentation (many
 # templates read `message.content` unguarded and fail on it, in Python too).
 CASES["tools_no_content"] = json.loads(json.dumps(CASES["tools"]))
