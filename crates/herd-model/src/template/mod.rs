@@ -156,7 +156,9 @@ fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(FUEL));
-    env.set_recursion_limit(200);
+    // minijinja's default recursion limit (500, validated against the default thread stack)
+    // stays: recursive macros over nested tool schemas need depth, and runaway recursion stops
+    // there or on fuel.
     env.set_unknown_method_callback(python::unknown_method);
     env.set_formatter(
         |out: &mut minijinja::Output, _state: &mut State, value: &Value| {
