@@ -74,6 +74,9 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+
     #[error("tensor computation: {0}")]
     Candle(#[from] candle_core::Error),
 }

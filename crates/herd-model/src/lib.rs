@@ -14,6 +14,7 @@ pub mod io;
 pub mod model;
 pub mod reference;
 pub mod spec;
+pub mod template;
 pub mod tensor;
 pub mod tokenizer;
 pub mod weights;
