@@ -1,0 +1,162 @@
+//! Pieces of `tokenizer.json` documents, for building Hugging Face tokenizers out of other
+//! vocabulary formats. Building the document rather than the Rust objects keeps what herd runs
+//! in the one format the Hugging Face tools read too.
+
+use std::path::Path;
+
+use serde_json::{Value as Json, json};
+
+use crate::error::{Error, Result};
+
+/// SentencePiece's visible space.
+pub const SPACE: &str = "\u{2581}";
+
+/// A whole `tokenizer.json` document, loaded.
+pub struct Parts {
+    pub model: Json,
+    pub normalizer: Json,
+    pub pre_tokenizer: Json,
+    pub decoder: Json,
+    pub added_tokens: Vec<Json>,
+}
+
+impl Parts {
+    pub fn load(self, path: &Path) -> Result<tokenizers::Tokenizer> {
+        let doc = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": self.added_tokens,
+            "normalizer": self.normalizer,
+            "pre_tokenizer": self.pre_tokenizer,
+            "post_processor": null,
+            "decoder": self.decoder,
+            "model": self.model,
+        });
+        serde_json::from_value(doc)
+            .map_err(|e| Error::invalid(path, format!("cannot build the tokenizer: {e}")))
+    }
+}
+
+/// An added token: split out of the text before anything else. `special` ones are control
+/// tokens (left out by `decode(.., skip_special)`, read as text when `parse_special` is off).
+pub fn added_token(id: u32, content: &str, special: bool, rstrip: bool) -> Json {
+    json!({
+        "id": id,
+        "content": content,
+        "single_word": false,
+        "lstrip": false,
+        "rstrip": rstrip,
+        "normalized": false,
+        "special": special,
+    })
+}
+
+pub fn sequence_normalizer(items: Vec<Json>) -> Json {
+    match items.len() {
+        0 => Json::Null,
+        _ => json!({"type": "Sequence", "normalizers": items}),
+    }
+}
+
+pub fn replace_normalizer(from: &str, to: &str) -> Json {
+    json!({"type": "Replace", "pattern": {"String": from}, "content": to})
+}
+
+pub fn replace_regex_normalizer(regex: &str, to: &str) -> Json {
+    json!({"type": "Replace", "pattern": {"Regex": regex}, "content": to})
+}
+
+pub fn prepend_normalizer(s: &str) -> Json {
+    json!({"type": "Prepend", "prepend": s})
+}
+
+/// Cuts every piece into `regex` matches and the text between them.
+pub fn split(regex: &str) -> Json {
+    json!({"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false})
+}
+
+/// Bytes to GPT-2's printable characters, without a regex of its own.
+pub fn byte_level() -> Json {
+    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false})
+}
+
+/// SentencePiece-style output: `▁` back to spaces, `<0xNN>` tokens to bytes, and the space
+/// that encoding put in front of the text removed.
+pub fn spm_decoder(strip_leading_space: bool) -> Json {
+    let mut steps = vec![
+        json!({"type": "Replace", "pattern": {"String": SPACE}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
+    if strip_leading_space {
+        steps.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    json!({"type": "Sequence", "decoders": steps})
+}
+
+/// `<0xNN>` of a byte-fallback token.
+#[cfg(test)]
+pub fn byte_token(b: u8) -> String {
+    format!("<0x{b:02X}>")
+}
+
+/// The byte of a `<0xNN>` token.
+pub fn parse_byte_token(t: &str) -> Option<u8> {
+    let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// Standard base64, for the normalization tables `tokenizer.json` stores that way.
+pub fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_examples() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn byte_tokens_round_trip() {
+        for b in 0..=255u8 {
+            assert_eq!(parse_byte_token(&byte_token(b)), Some(b));
+        }
+        assert_eq!(parse_byte_token("<0x1>"), None);
+        assert_eq!(parse_byte_token("<0xZZ>"), None);
+    }
+}
