@@ -254,7 +254,8 @@ pub fn build(m: &SpModel, path: &Path) -> Result<Tokenizer> {
                 "unk_token": unk.map(|u| texts[u as usize].clone()),
                 "continuing_subword_prefix": null,
                 "end_of_word_suffix": null,
-                "fuse_unk": false,
+                // SentencePiece writes a run of unknown characters as one <unk>.
+                "fuse_unk": true,
                 "byte_fallback": m.byte_fallback,
                 "ignore_merges": false,
                 "vocab": vocab,
