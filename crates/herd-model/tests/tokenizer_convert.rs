@@ -57,8 +57,14 @@ fn hf_tiny_tokenizers_survive_conversion() {
         let model = Model::open(common::hf_tiny(arch)).unwrap();
         let meta = herd_model::tokenizer::gguf_metadata_for(&model).unwrap();
         let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-        assert_eq!(get("tokenizer.ggml.model").and_then(Value::as_str), Some("gpt2"));
-        assert_eq!(get("tokenizer.ggml.pre").and_then(Value::as_str), Some("gpt-2"));
+        assert_eq!(
+            get("tokenizer.ggml.model").and_then(Value::as_str),
+            Some("gpt2")
+        );
+        assert_eq!(
+            get("tokenizer.ggml.pre").and_then(Value::as_str),
+            Some("gpt-2")
+        );
         assert!(
             get("tokenizer.chat_template")
                 .and_then(Value::as_str)
@@ -79,7 +85,11 @@ fn hf_tiny_tokenizers_survive_conversion() {
         )
         .unwrap();
         let prompt = json["text"].as_str().unwrap();
-        assert_eq!(back.encode(prompt, true, true).unwrap(), golden.input_ids, "{arch}");
+        assert_eq!(
+            back.encode(prompt, true, true).unwrap(),
+            golden.input_ids,
+            "{arch}"
+        );
     }
 }
 
@@ -122,9 +132,17 @@ fn gguf_vocabularies_survive_tokenizer_json() {
         let (orig, back) = gguf_via_tokenizer_json(vocab, tmp.path());
         assert_eq!(back.bos, orig.bos, "{vocab}");
         assert_eq!(back.eos.first(), orig.eos.first(), "{vocab}");
-        assert_eq!((back.add_bos, back.add_eos), (orig.add_bos, orig.add_eos), "{vocab}");
+        assert_eq!(
+            (back.add_bos, back.add_eos),
+            (orig.add_bos, orig.add_eos),
+            "{vocab}"
+        );
         for (text, want) in common::llama_cpp_vectors(vocab) {
-            assert_eq!(back.encode(&text, false, false).unwrap(), want, "{vocab}: {text:?}");
+            assert_eq!(
+                back.encode(&text, false, false).unwrap(),
+                want,
+                "{vocab}: {text:?}"
+            );
         }
         same_tokens(&orig, &back, TEXTS, vocab);
     }

@@ -35,7 +35,12 @@ fn check(vocab: &str, lossless: bool, known: &[(usize, &str)]) {
         }
     }
     eprintln!("{vocab}: {exact}/{} texts exact", cases.len());
-    assert!(bad.is_empty(), "{vocab}: {} texts differ:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{vocab}: {} texts differ:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -97,4 +102,31 @@ fn refact() {
 fn bert_bge() {
     // WordPiece lowercases and drops accents and spaces: not lossless.
     check("bert-bge", false, &[]);
+}
+
+/// `parse_special` decides whether special tokens written in the text are read as such;
+/// user-defined tokens are read either way (llama.cpp and Hugging Face agree).
+#[test]
+fn parse_special() {
+    let tok = load("qwen2");
+    let text = "<|im_start|>user\nHi<|im_end|>";
+    assert_eq!(
+        tok.encode(text, false, true).unwrap(),
+        [151644, 872, 198, 13048, 151645]
+    );
+    let plain = tok.encode(text, false, false).unwrap();
+    assert!(
+        !plain.contains(&151644) && !plain.contains(&151645),
+        "{plain:?}"
+    );
+    assert_eq!(tok.decode(&plain, false).unwrap(), text);
+    // A user-defined token of Qwen2's vocabulary.
+    assert_eq!(tok.encode("[PAD151646]", false, false).unwrap(), [151646]);
+
+    // SentencePiece: a text after a special token starts a new word (gets the ▁).
+    let tok = load("llama-spm");
+    assert_eq!(tok.encode("<s>Hi</s>", false, true).unwrap(), [1, 6324, 2]);
+    assert_eq!(tok.encode("Hi", true, false).unwrap(), [1, 6324]);
+    assert_eq!(tok.decode(&[1, 6324, 2], true).unwrap(), "Hi");
+    assert_eq!(tok.decode(&[1, 6324, 2], false).unwrap(), "<s> Hi</s>");
 }

@@ -37,8 +37,8 @@ fn check(model: &str) {
     let want = &fixture["models"][model];
     let dir = common::shared().join("models/tokenizers/sentencepiece");
     let tok = Tokenizer::from_sentencepiece(&dir.join(format!("{model}.model"))).unwrap();
-    let text = std::fs::read_to_string(common::shared().join(fixture["text"].as_str().unwrap()))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(common::shared().join(fixture["text"].as_str().unwrap())).unwrap();
     let lines: Vec<&str> = text.split('\n').collect();
     assert_eq!(lines.len() as u64, fixture["lines"].as_u64().unwrap());
     let got: Vec<Vec<u32>> = lines
@@ -75,7 +75,11 @@ fn check(model: &str) {
         // sentencepiece writes an unknown piece as " ⁇ ", Hugging Face as its text.
         if !g.contains(&unk) {
             let decoded = want["extra_decoded"][i].as_str().unwrap();
-            assert_eq!(tok.decode(&g, false).unwrap(), decoded, "{model}: decode {t:?}");
+            assert_eq!(
+                tok.decode(&g, false).unwrap(),
+                decoded,
+                "{model}: decode {t:?}"
+            );
         }
     }
     eprintln!(
@@ -99,4 +103,3 @@ fn botchan_unigram() {
 fn kyoto_japanese_unigram() {
     check("kyoto_ja_unigram_8000");
 }
-

@@ -39,7 +39,11 @@ fn check(name: &str, tok: &Tokenizer) -> usize {
             for p in &pieces {
                 assert!(!p.contains('\u{FFFD}'), "{name}: half a character in {p:?}");
             }
-            assert_eq!(pieces.last().unwrap(), "", "{name}: nothing left for finish()");
+            assert_eq!(
+                pieces.last().unwrap(),
+                "",
+                "{name}: nothing left for finish()"
+            );
             held += pieces[..ids.len()].iter().filter(|p| p.is_empty()).count();
         }
     }
@@ -64,7 +68,10 @@ fn byte_level_bpe() {
 #[test]
 fn hf_tokenizer_json() {
     let dir = common::shared().join("models/tokenizers/hf/gpt2");
-    check("gpt2 tokenizer.json", &Tokenizer::from_hf_dir(&dir).unwrap());
+    check(
+        "gpt2 tokenizer.json",
+        &Tokenizer::from_hf_dir(&dir).unwrap(),
+    );
 }
 
 #[test]
@@ -74,7 +81,10 @@ fn sentencepiece_unigram() {
     // Only texts this model knows every character of (its unknowns decode as "<unk>").
     let text = "吾輩は猫である。名前はまだ無い。";
     let ids = tok.encode(text, false, false).unwrap();
-    assert_eq!(stream(&tok, &ids, false).concat(), tok.decode(&ids, false).unwrap());
+    assert_eq!(
+        stream(&tok, &ids, false).concat(),
+        tok.decode(&ids, false).unwrap()
+    );
 }
 
 /// The first token of a SentencePiece text carries the space `encode` put in front of it:

@@ -23,8 +23,8 @@ pub fn metadata(
 ) -> Result<Vec<(String, Value)>> {
     let path = dir.join("tokenizer.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let doc: Json = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(&path, format!("not JSON: {e}")))?;
+    let doc: Json =
+        serde_json::from_str(&text).map_err(|e| Error::invalid(&path, format!("not JSON: {e}")))?;
     let cfg: Option<Json> = std::fs::read_to_string(dir.join("tokenizer_config.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -189,7 +189,9 @@ pub fn metadata(
 }
 
 /// Tokens by id (gaps are `None`) and which ids are added tokens (`true`: special).
-fn token_table(doc: &Json) -> std::result::Result<(Vec<Option<String>>, HashMap<u32, bool>), String> {
+type TokenTable = (Vec<Option<String>>, HashMap<u32, bool>);
+
+fn token_table(doc: &Json) -> std::result::Result<TokenTable, String> {
     let mut by_id: Vec<Option<String>> = vec![];
     let mut set = |id: u64, t: &str| -> std::result::Result<(), String> {
         let id = usize::try_from(id)
@@ -211,7 +213,10 @@ fn token_table(doc: &Json) -> std::result::Result<(Vec<Option<String>>, HashMap<
         // Unigram: [[piece, score], ...] by id.
         Json::Array(list) => {
             for (i, p) in list.iter().enumerate() {
-                set(i as u64, p[0].as_str().ok_or("a vocabulary entry is not text")?)?;
+                set(
+                    i as u64,
+                    p[0].as_str().ok_or("a vocabulary entry is not text")?,
+                )?;
             }
         }
         _ => return Err("the model has no vocabulary".into()),
@@ -238,7 +243,10 @@ fn merge_list(model: &Json) -> std::result::Result<Vec<(String, String)>, String
             Json::String(s) => s
                 .split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string())),
-            Json::Array(p) => match (p.first().and_then(Json::as_str), p.get(1).and_then(Json::as_str)) {
+            Json::Array(p) => match (
+                p.first().and_then(Json::as_str),
+                p.get(1).and_then(Json::as_str),
+            ) {
                 (Some(a), Some(b)) => Some((a.to_string(), b.to_string())),
                 _ => None,
             },
@@ -274,7 +282,10 @@ fn steps<'a>(v: &'a Json, key: &str) -> Vec<&'a Json> {
 /// `Metaspace` pre-tokenizer that prepends.
 fn add_space_prefix(doc: &Json) -> std::result::Result<bool, String> {
     let norm = steps(&doc["normalizer"], "normalizers");
-    if norm.iter().any(|s| s["type"] == "Prepend" && s["prepend"] == SPACE) {
+    if norm
+        .iter()
+        .any(|s| s["type"] == "Prepend" && s["prepend"] == SPACE)
+    {
         return Ok(true);
     }
     for s in steps(&doc["pre_tokenizer"], "pretokenizers") {
@@ -286,7 +297,10 @@ fn add_space_prefix(doc: &Json) -> std::result::Result<bool, String> {
             });
         }
     }
-    if norm.iter().any(|s| s["type"] == "Replace" && s["content"] == SPACE) {
+    if norm
+        .iter()
+        .any(|s| s["type"] == "Replace" && s["content"] == SPACE)
+    {
         return Ok(false);
     }
     Err("cannot tell how this SentencePiece-style tokenizer marks spaces".into())
@@ -355,7 +369,11 @@ fn bpe_pre_name(doc: &Json, ignore_merges: bool) -> std::result::Result<&'static
                     && !s["invert"].as_bool().unwrap_or(false);
                 match s["pattern"]["Regex"].as_str() {
                     Some(r) if ok => out.push(pre::canonical_regex(r)),
-                    _ => return Err(format!("pre-tokenizer step {s} has no llama.cpp equivalent")),
+                    _ => {
+                        return Err(format!(
+                            "pre-tokenizer step {s} has no llama.cpp equivalent"
+                        ));
+                    }
                 }
             }
             out
@@ -368,7 +386,8 @@ fn bpe_pre_name(doc: &Json, ignore_merges: bool) -> std::result::Result<&'static
         }
     };
     let same = |spec: &pre::PreSpec| {
-        spec.regexes.len() == regexes.len() && spec.regexes.iter().zip(&regexes).all(|(a, b)| a == b)
+        spec.regexes.len() == regexes.len()
+            && spec.regexes.iter().zip(&regexes).all(|(a, b)| a == b)
     };
     let matching: Vec<pre::PreSpec> = pre::all().filter(same).collect();
     matching

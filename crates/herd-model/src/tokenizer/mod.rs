@@ -107,7 +107,7 @@ impl Tokenizer {
         let (pp_bos, pp_eos) = match &wrapped {
             Some((with, without)) if with.len() > without.len() => (
                 bos.is_some() && with.first() == bos.as_ref(),
-                eos.first().is_some() && with.last() == eos.first(),
+                !eos.is_empty() && with.last() == eos.first(),
             ),
             _ => (false, false),
         };
@@ -121,8 +121,7 @@ impl Tokenizer {
         sentencepiece::load(path)
     }
 
-    /// Token ids of `text`. `add_special` adds BOS (unless the text already starts with it)
-    /// and EOS when the model asks for them; `parse_special` lets special tokens written in
+    /// Token ids of `text`. `add_special` adds BOS and EOS when the model asks for them; `parse_special` lets special tokens written in
     /// the text (`<|im_start|>`) become their ids, otherwise they are tokenized as the plain
     /// text they are (llama.cpp's `parse_special = false`). Tokens the vocabulary marks as
     /// user-defined are always recognised, as in llama.cpp and Hugging Face tokenizers.
@@ -137,10 +136,10 @@ impl Tokenizer {
             .map_err(|e| Error::Usage(format!("tokenizing: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
         if add_special {
+            // Even before a BOS written in the text, as llama.cpp and transformers do: text
+            // that carries its own BOS (a rendered chat template) wants add_special = false.
             if let (true, Some(b)) = (self.add_bos, self.bos) {
-                if ids.first() != Some(&b) {
-                    ids.insert(0, b);
-                }
+                ids.insert(0, b);
             }
             if let (true, Some(&e)) = (self.add_eos, self.eos.first()) {
                 ids.push(e);

@@ -9,7 +9,8 @@
 //! text lacks, so [`GPT2`] carries it.
 
 /// GPT-2's regex, as llama.cpp's hand-written matcher runs it.
-pub const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+pub const GPT2: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 /// Llama 3's regex with llama.cpp's case-insensitive contractions spelled out (`(?i:...)` in
 /// the original also folds non-ASCII letters such as `ſ`, which llama.cpp does not).
@@ -163,8 +164,8 @@ pub fn canonical_regex(r: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
     use tokenizers::SplitDelimiterBehavior;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 
     #[test]
     fn every_regex_compiles() {

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::{Value as Json, json};
 
+use super::Tokenizer;
 use super::json::{self as tj, Parts, SPACE};
 use super::pre::{self, PreSpec};
-use super::Tokenizer;
 use crate::error::{Error, Result};
 use crate::gguf::Value;
 
@@ -111,7 +111,10 @@ impl<'a> Meta<'a> {
     fn str(&self, key: &str) -> Result<Option<&'a str>> {
         match (self.get)(key) {
             None => Ok(None),
-            Some(v) => v.as_str().map(Some).ok_or_else(|| self.bad(key, "a string")),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "a string")),
         }
     }
 
@@ -136,7 +139,10 @@ impl<'a> Meta<'a> {
     fn array(&self, key: &str) -> Result<Option<&'a [Value]>> {
         match (self.get)(key) {
             None => Ok(None),
-            Some(v) => v.as_array().map(Some).ok_or_else(|| self.bad(key, "an array")),
+            Some(v) => v
+                .as_array()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "an array")),
         }
     }
 
@@ -161,15 +167,24 @@ impl GgufVocab {
     pub fn read<'a>(path: &'a Path, get: &'a dyn Fn(&str) -> Option<&'a Value>) -> Result<Self> {
         let m = Meta { path, get };
         let model = m.str("tokenizer.ggml.model")?.ok_or_else(|| {
-            Error::invalid(path, "no tokenizer: metadata 'tokenizer.ggml.model' is missing")
+            Error::invalid(
+                path,
+                "no tokenizer: metadata 'tokenizer.ggml.model' is missing",
+            )
         })?;
         let pre_name = m.str("tokenizer.ggml.pre")?;
         let mut tokens = m.strings("tokenizer.ggml.tokens")?.ok_or_else(|| {
-            Error::invalid(path, "no vocabulary: metadata 'tokenizer.ggml.tokens' is missing")
+            Error::invalid(
+                path,
+                "no vocabulary: metadata 'tokenizer.ggml.tokens' is missing",
+            )
         })?;
         let n = tokens.len();
         if n == 0 || n > u32::MAX as usize {
-            return Err(Error::invalid(path, format!("the vocabulary has {n} tokens")));
+            return Err(Error::invalid(
+                path,
+                format!("the vocabulary has {n} tokens"),
+            ));
         }
         for (i, t) in tokens.iter_mut().enumerate() {
             if t.is_empty() {
@@ -297,7 +312,9 @@ impl GgufVocab {
         let add_space_prefix = m
             .bool("tokenizer.ggml.add_space_prefix")?
             .unwrap_or(matches!(kind, Kind::Spm));
-        let lowercase = m.bool("tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
+        let lowercase = m
+            .bool("tokenizer.ggml.normalizer.lowercase")?
+            .unwrap_or(true);
         let strip_accents = m
             .bool("tokenizer.ggml.normalizer.strip_accents")?
             .unwrap_or(lowercase);
