@@ -148,10 +148,23 @@ pub fn metadata(
     } else {
         ("ggml.bos_token_id", "ggml.eos_token_id")
     };
-    if let Some(b) = tok.bos.or(bos) {
+    // BERT names its wrapping tokens [CLS] and [SEP] rather than BOS and EOS.
+    let named = |key: &str, default: &str| {
+        let text = cfg
+            .as_ref()
+            .and_then(|c| token_text(&c[key]))
+            .unwrap_or(default);
+        tok.inner.token_to_id(text)
+    };
+    let (bos, eos) = if is_wpm {
+        (named("cls_token", "[CLS]"), named("sep_token", "[SEP]"))
+    } else {
+        (tok.bos.or(bos), tok.eos.first().copied().or(eos))
+    };
+    if let Some(b) = bos {
         put(bos_key, Value::U32(b));
     }
-    if let Some(&e) = tok.eos.first().or(eos.as_ref()) {
+    if let Some(e) = eos {
         put(eos_key, Value::U32(e));
     }
     if let Some(u) = unk.filter(|_| !is_wpm) {
@@ -164,10 +177,9 @@ pub fn metadata(
     {
         put("ggml.padding_token_id", Value::U32(p));
     }
-    put("ggml.add_bos_token", Value::Bool(tok.add_bos));
-    put("ggml.add_eos_token", Value::Bool(tok.add_eos));
-    if is_wpm {
-        put("ggml.add_sep_token", Value::Bool(tok.add_eos));
+    if !is_wpm {
+        put("ggml.add_bos_token", Value::Bool(tok.add_bos));
+        put("ggml.add_eos_token", Value::Bool(tok.add_eos));
     }
     match cfg.as_ref().map(|c| &c["chat_template"]) {
         Some(Json::String(t)) => put("chat_template", Value::String(t.clone())),

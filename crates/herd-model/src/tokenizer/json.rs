@@ -1,55 +1,96 @@
-//! Pieces of `tokenizer.json` documents, for building Hugging Face tokenizers out of other
-//! vocabulary formats. Building the document rather than the Rust objects keeps what herd runs
-//! in the one format the Hugging Face tools read too.
+//! Building Hugging Face tokenizers out of other vocabulary formats. The steps around the model
+//! are written as `tokenizer.json` pieces, the format the Hugging Face tools read too (and
+//! `Tokenizer::to_json` writes the whole).
 
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
+use tokenizers::AddedToken;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::ModelWrapper;
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
 use crate::error::{Error, Result};
 
 /// SentencePiece's visible space.
 pub const SPACE: &str = "\u{2581}";
 
-/// A whole `tokenizer.json` document, loaded.
+/// The parts of a tokenizer: the model built directly (large vocabularies load several times
+/// faster than through JSON), the small steps around it as `tokenizer.json` pieces.
 pub struct Parts {
-    pub model: Json,
+    pub model: ModelWrapper,
     pub normalizer: Json,
     pub pre_tokenizer: Json,
     pub decoder: Json,
-    pub added_tokens: Vec<Json>,
+    pub added_tokens: Vec<AddedToken>,
 }
 
 impl Parts {
     pub fn load(self, path: &Path) -> Result<tokenizers::Tokenizer> {
-        let doc = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": self.added_tokens,
-            "normalizer": self.normalizer,
-            "pre_tokenizer": self.pre_tokenizer,
-            "post_processor": null,
-            "decoder": self.decoder,
-            "model": self.model,
-        });
-        serde_json::from_value(doc)
-            .map_err(|e| Error::invalid(path, format!("cannot build the tokenizer: {e}")))
+        let bad = |e: String| Error::invalid(path, format!("cannot build the tokenizer: {e}"));
+        let normalizer: Option<NormalizerWrapper> =
+            serde_json::from_value(self.normalizer).map_err(|e| bad(e.to_string()))?;
+        let pre: Option<PreTokenizerWrapper> =
+            serde_json::from_value(self.pre_tokenizer).map_err(|e| bad(e.to_string()))?;
+        let decoder: Option<DecoderWrapper> =
+            serde_json::from_value(self.decoder).map_err(|e| bad(e.to_string()))?;
+        let mut t = tokenizers::Tokenizer::new(self.model);
+        // The normalizer goes first: added tokens are matched against its output when they
+        // ask for it.
+        t.with_normalizer(normalizer)
+            .map_err(|e| bad(e.to_string()))?;
+        t.with_pre_tokenizer(pre);
+        t.with_decoder(decoder);
+        t.add_tokens(self.added_tokens)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(t)
     }
+}
+
+/// Options of a BPE model that differ between vocabulary formats.
+#[derive(Default)]
+pub struct BpeOptions {
+    pub unk_token: Option<String>,
+    pub byte_fallback: bool,
+    pub fuse_unk: bool,
+    pub ignore_merges: bool,
+}
+
+/// A BPE model over `tokens` (by id; a repeated text means its last id) and ranked `merges`,
+/// which must join tokens into tokens.
+pub fn bpe(
+    tokens: Vec<String>,
+    merges: Vec<(String, String)>,
+    o: BpeOptions,
+) -> std::result::Result<ModelWrapper, String> {
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t, i as u32))
+        .collect();
+    let mut b = tokenizers::models::bpe::BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(o.byte_fallback)
+        .fuse_unk(o.fuse_unk)
+        .ignore_merges(o.ignore_merges);
+    if let Some(u) = o.unk_token {
+        b = b.unk_token(u);
+    }
+    b.build().map(ModelWrapper::from).map_err(|e| e.to_string())
+}
+
+/// A model from its `tokenizer.json` form.
+pub fn model(json: Json) -> std::result::Result<ModelWrapper, String> {
+    serde_json::from_value(json).map_err(|e| e.to_string())
 }
 
 /// An added token: split out of the text before anything else. `special` ones are control
 /// tokens (left out by `decode(.., skip_special)`, read as text when `parse_special` is off).
-pub fn added_token(id: u32, content: &str, special: bool, rstrip: bool) -> Json {
-    json!({
-        "id": id,
-        "content": content,
-        "single_word": false,
-        "lstrip": false,
-        "rstrip": rstrip,
-        "normalized": false,
-        "special": special,
-    })
+pub fn added_token(content: &str, special: bool, rstrip: bool) -> AddedToken {
+    AddedToken::from(content, special)
+        .rstrip(rstrip)
+        .normalized(false)
 }
 
 pub fn sequence_normalizer(items: Vec<Json>) -> Json {

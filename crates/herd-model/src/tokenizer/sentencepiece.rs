@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
+use tokenizers::AddedToken;
 
 use super::Tokenizer;
-use super::json::{self as tj, Parts, SPACE};
+use super::json::{self as tj, BpeOptions, Parts, SPACE};
 use super::vocab::{TokenType, spm_merges};
 use crate::error::{Error, Result};
 
@@ -214,26 +215,27 @@ pub fn build(m: &SpModel, path: &Path) -> Result<Tokenizer> {
         ));
     }
     let unk = m.id(m.unk_id);
-    let added: Vec<Json> = m
+    let added: Vec<AddedToken> = m
         .pieces
         .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match p.kind {
-            TokenType::Control | TokenType::Unknown => {
-                Some(tj::added_token(i as u32, &p.piece, true, false))
-            }
-            TokenType::UserDefined => Some(tj::added_token(i as u32, &p.piece, false, false)),
+        .filter_map(|p| match p.kind {
+            TokenType::Control | TokenType::Unknown => Some(tj::added_token(&p.piece, true, false)),
+            TokenType::UserDefined => Some(tj::added_token(&p.piece, false, false)),
             _ => None,
         })
         .collect();
+    let bad = |e: String| Error::invalid(path, format!("cannot build the tokenizer: {e}"));
     let model = match m.model_type {
-        1 => json!({
+        1 => tj::model(json!({
             "type": "Unigram",
             "unk_id": unk,
             "vocab": m.pieces.iter().map(|p| json!([p.piece, p.score])).collect::<Vec<_>>(),
             "byte_fallback": m.byte_fallback,
-        }),
+        }))
+        .map_err(bad)?,
         2 => {
+            let texts: Vec<String> = m.pieces.iter().map(|p| p.piece.clone()).collect();
+            let scores: Vec<f32> = m.pieces.iter().map(|p| p.score).collect();
             // Only these pieces take part in merging in SentencePiece's BPE.
             let mergeable: HashMap<&str, u32> = m
                 .pieces
@@ -242,25 +244,15 @@ pub fn build(m: &SpModel, path: &Path) -> Result<Tokenizer> {
                 .filter(|(_, p)| matches!(p.kind, TokenType::Normal | TokenType::UserDefined))
                 .map(|(i, p)| (p.piece.as_str(), i as u32))
                 .collect();
-            let texts: Vec<String> = m.pieces.iter().map(|p| p.piece.clone()).collect();
-            let scores: Vec<f32> = m.pieces.iter().map(|p| p.score).collect();
-            let mut vocab = serde_json::Map::new();
-            for (i, t) in texts.iter().enumerate() {
-                vocab.insert(t.clone(), json!(i));
-            }
-            json!({
-                "type": "BPE",
-                "dropout": null,
-                "unk_token": unk.map(|u| texts[u as usize].clone()),
-                "continuing_subword_prefix": null,
-                "end_of_word_suffix": null,
+            let merges = spm_merges(&texts, &scores, &mergeable);
+            let options = BpeOptions {
+                unk_token: unk.map(|u| texts[u as usize].clone()),
+                byte_fallback: m.byte_fallback,
                 // SentencePiece writes a run of unknown characters as one <unk>.
-                "fuse_unk": true,
-                "byte_fallback": m.byte_fallback,
-                "ignore_merges": false,
-                "vocab": vocab,
-                "merges": spm_merges(&texts, &scores, &mergeable),
-            })
+                fuse_unk: true,
+                ignore_merges: false,
+            };
+            tj::bpe(texts, merges, options).map_err(bad)?
         }
         t => {
             return Err(Error::invalid(

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Value as Json, json};
+use tokenizers::AddedToken;
 
 use super::Tokenizer;
-use super::json::{self as tj, Parts, SPACE};
+use super::json::{self as tj, BpeOptions, Parts, SPACE};
 use super::pre::{self, PreSpec};
 use crate::error::{Error, Result};
 use crate::gguf::Value;
@@ -125,12 +126,13 @@ impl<'a> Meta<'a> {
         }
     }
 
-    /// A token id; ids outside the vocabulary are ignored, as llama.cpp does (with a warning).
+    /// A token id; ids outside the vocabulary (-1 for "none" included) are ignored, as
+    /// llama.cpp does (with a warning).
     fn id(&self, key: &str, n: usize) -> Result<Option<u32>> {
         match (self.get)(key) {
             None => Ok(None),
             Some(v) => {
-                let id = v.as_u64().ok_or_else(|| self.bad(key, "a token id"))?;
+                let id = v.as_i64().ok_or_else(|| self.bad(key, "a token id"))?;
                 Ok(u32::try_from(id).ok().filter(|&i| (i as usize) < n))
             }
         }
@@ -287,9 +289,6 @@ impl GgufVocab {
             if let Some(s) = m.id("tokenizer.ggml.seperator_token_id", n)? {
                 eos = Some(s);
             }
-            if let Some(a) = m.bool("tokenizer.ggml.add_sep_token")? {
-                add_eos = a;
-            }
         }
         let mut other_eog = vec![];
         for key in [
@@ -303,11 +302,14 @@ impl GgufVocab {
                 other_eog.push(id);
             }
         }
-        if let Some(a) = m.bool("tokenizer.ggml.add_bos_token")? {
-            add_bos = a;
-        }
-        if let Some(a) = m.bool("tokenizer.ggml.add_eos_token")? {
-            add_eos = a;
+        // llama.cpp always wraps a BERT text in [CLS] .. [SEP] when adding special tokens.
+        if !matches!(kind, Kind::Wpm) {
+            if let Some(a) = m.bool("tokenizer.ggml.add_bos_token")? {
+                add_bos = a;
+            }
+            if let Some(a) = m.bool("tokenizer.ggml.add_eos_token")? {
+                add_eos = a;
+            }
         }
         let add_space_prefix = m
             .bool("tokenizer.ggml.add_space_prefix")?
@@ -346,9 +348,7 @@ impl GgufVocab {
         eog.extend(&self.other_eog);
         for (i, t) in self.tokens.iter().enumerate() {
             if EOG_TEXTS.contains(&t.as_str()) {
-                if self.types[i] != TokenType::Control {
-                    self.types[i] = TokenType::Control;
-                }
+                self.types[i] = TokenType::Control;
                 eog.push(i as u32);
             }
         }
@@ -356,24 +356,20 @@ impl GgufVocab {
         eog.retain(|id| seen.insert(*id));
 
         let added = self.added_tokens();
+        let (bos, add_bos, add_eos) = (self.bos, self.add_bos, self.add_eos);
         let parts = match self.kind {
             Kind::Spm => self.spm_parts(added),
             Kind::Bpe(spec) => self.bpe_parts(spec, added),
             Kind::Wpm => self.wpm_parts(added),
-        };
+        }
+        .map_err(|e| Error::invalid(path, format!("cannot build the tokenizer: {e}")))?;
         let inner = parts.load(path)?;
-        Ok(Tokenizer::new(
-            inner,
-            self.bos,
-            eog,
-            self.add_bos,
-            self.add_eos,
-        ))
+        Ok(Tokenizer::new(inner, bos, eog, add_bos, add_eos))
     }
 
     /// Control, unknown and user-defined tokens, which llama.cpp cuts out of the text before
     /// tokenizing it; only user-defined ones are cut when special tokens are not parsed.
-    fn added_tokens(&self) -> Vec<Json> {
+    fn added_tokens(&self) -> Vec<AddedToken> {
         let mut out = vec![];
         for (i, t) in self.tokens.iter().enumerate() {
             let special = match self.types[i] {
@@ -383,115 +379,88 @@ impl GgufVocab {
             };
             let rstrip = self.rstrip_special
                 && (t == "</s>" || !matches!(t.as_str(), "<unk>" | "<s>" | "<|endoftext|>"));
-            out.push(tj::added_token(i as u32, t, special, rstrip));
+            out.push(tj::added_token(t, special, rstrip));
         }
         out
     }
 
-    /// Token text to id; a repeated text means its last id, as in llama.cpp.
-    fn ids(&self) -> HashMap<&str, u32> {
-        let mut m = HashMap::with_capacity(self.tokens.len());
-        for (i, t) in self.tokens.iter().enumerate() {
-            m.insert(t.as_str(), i as u32);
-        }
-        m
-    }
-
-    fn vocab_json(&self, texts: &[String]) -> Json {
-        let mut map = serde_json::Map::with_capacity(texts.len());
-        for (i, t) in texts.iter().enumerate() {
-            map.insert(t.clone(), json!(i));
-        }
-        Json::Object(map)
-    }
-
-    fn spm_parts(&self, added_tokens: Vec<Json>) -> Parts {
-        let merges = spm_merges(&self.tokens, &self.scores, &self.ids());
-        let unk = self.unk.map(|u| self.tokens[u as usize].clone());
+    fn spm_parts(self, added_tokens: Vec<AddedToken>) -> Result<Parts, String> {
+        let merges = spm_merges(&self.tokens, &self.scores, &ids(&self.tokens));
+        let unk_token = self.unk.map(|u| self.tokens[u as usize].clone());
         let mut norm = vec![];
         if self.add_space_prefix {
             norm.push(tj::prepend_normalizer(SPACE));
         }
         norm.push(tj::replace_normalizer(" ", SPACE));
-        Parts {
-            model: json!({
-                "type": "BPE",
-                "dropout": null,
-                "unk_token": unk,
-                "continuing_subword_prefix": null,
-                "end_of_word_suffix": null,
-                "fuse_unk": false,
-                "byte_fallback": true,
-                "ignore_merges": false,
-                "vocab": self.vocab_json(&self.tokens),
-                "merges": merges,
-            }),
+        let options = BpeOptions {
+            unk_token,
+            byte_fallback: true,
+            ..Default::default()
+        };
+        Ok(Parts {
+            model: tj::bpe(self.tokens, merges, options)?,
             normalizer: tj::sequence_normalizer(norm),
             pre_tokenizer: Json::Null,
             decoder: tj::spm_decoder(self.add_space_prefix),
             added_tokens,
-        }
+        })
     }
 
-    fn bpe_parts(&self, spec: PreSpec, added_tokens: Vec<Json>) -> Parts {
+    fn bpe_parts(self, spec: PreSpec, added_tokens: Vec<AddedToken>) -> Result<Parts, String> {
         // Hugging Face's BPE only merges into tokens it has; llama.cpp would merge and then
         // spell an unknown result out in bytes. Converted vocabularies have no such merges.
-        let ids = self.ids();
-        let merges: Vec<(&str, &str)> = self
+        let index = ids(&self.tokens);
+        let mut joined = String::new();
+        let mut known = |a: &str, b: &str| {
+            joined.clear();
+            joined.push_str(a);
+            joined.push_str(b);
+            index.contains_key(a) && index.contains_key(b) && index.contains_key(joined.as_str())
+        };
+        let merges: Vec<(String, String)> = self
             .merges
-            .iter()
-            .filter(|(a, b)| {
-                ids.contains_key(a.as_str())
-                    && ids.contains_key(b.as_str())
-                    && ids.contains_key(format!("{a}{b}").as_str())
-            })
-            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .into_iter()
+            .filter(|(a, b)| known(a, b))
             .collect();
+        drop(index);
         let mut steps: Vec<Json> = spec.regexes.iter().map(|r| tj::split(r)).collect();
         steps.push(tj::byte_level());
-        Parts {
-            model: json!({
-                "type": "BPE",
-                "dropout": null,
-                "unk_token": null,
-                "continuing_subword_prefix": null,
-                "end_of_word_suffix": null,
-                "fuse_unk": false,
-                "byte_fallback": false,
-                "ignore_merges": spec.ignore_merges,
-                "vocab": self.vocab_json(&self.tokens),
-                "merges": merges,
-            }),
+        let options = BpeOptions {
+            ignore_merges: spec.ignore_merges,
+            ..Default::default()
+        };
+        Ok(Parts {
+            model: tj::bpe(self.tokens, merges, options)?,
             normalizer: Json::Null,
             pre_tokenizer: json!({"type": "Sequence", "pretokenizers": steps}),
             decoder: json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}),
             added_tokens,
-        }
+        })
     }
 
-    fn wpm_parts(&self, added_tokens: Vec<Json>) -> Parts {
+    fn wpm_parts(self, added_tokens: Vec<AddedToken>) -> Result<Parts, String> {
         // llama.cpp's converter marks word starts with ▁ and drops WordPiece's ## from
         // continuations; undo that.
-        let texts: Vec<String> = self
-            .tokens
-            .iter()
-            .zip(&self.types)
-            .map(|(t, ty)| match (ty, t.strip_prefix(SPACE)) {
+        let mut vocab = serde_json::Map::new();
+        for (i, (t, ty)) in self.tokens.iter().zip(&self.types).enumerate() {
+            let text = match (ty, t.strip_prefix(SPACE)) {
                 (TokenType::Control, _) => t.clone(),
                 (_, Some(word)) => word.to_string(),
                 (_, None) => format!("##{t}"),
-            })
-            .collect();
+            };
+            vocab.insert(text, json!(i));
+        }
         let unk = self.unk.map(|u| self.tokens[u as usize].clone());
-        Parts {
-            model: json!({
-                "type": "WordPiece",
-                "unk_token": unk.unwrap_or_else(|| "[UNK]".into()),
-                "continuing_subword_prefix": "##",
-                // llama.cpp has no limit on word length.
-                "max_input_chars_per_word": u32::MAX,
-                "vocab": self.vocab_json(&texts),
-            }),
+        let model = tj::model(json!({
+            "type": "WordPiece",
+            "unk_token": unk.unwrap_or_else(|| "[UNK]".into()),
+            "continuing_subword_prefix": "##",
+            // llama.cpp has no limit on word length.
+            "max_input_chars_per_word": u32::MAX,
+            "vocab": vocab,
+        }))?;
+        Ok(Parts {
+            model,
             normalizer: json!({
                 "type": "BertNormalizer",
                 "clean_text": true,
@@ -502,8 +471,17 @@ impl GgufVocab {
             pre_tokenizer: json!({"type": "BertPreTokenizer"}),
             decoder: json!({"type": "WordPiece", "prefix": "##", "cleanup": true}),
             added_tokens,
-        }
+        })
     }
+}
+
+/// Token text to id; a repeated text means its last id, as in llama.cpp.
+fn ids(tokens: &[String]) -> HashMap<&str, u32> {
+    let mut m = HashMap::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        m.insert(t.as_str(), i as u32);
+    }
+    m
 }
 
 /// `"a b"` as llama.cpp splits a merge: at the first space after the first byte.
@@ -517,7 +495,11 @@ pub fn split_merge(s: &str) -> Option<(String, String)> {
 /// whose joined text is the best-scoring token, the leftmost among equals; ranking the cuts
 /// by that score gives the same merges (Hugging Face's converter does the same), except that
 /// two cuts of one token at different places rank by cut rather than by position.
-pub fn spm_merges(tokens: &[String], scores: &[f32], ids: &HashMap<&str, u32>) -> Vec<[String; 2]> {
+pub fn spm_merges(
+    tokens: &[String],
+    scores: &[f32],
+    ids: &HashMap<&str, u32>,
+) -> Vec<(String, String)> {
     let mut cands: Vec<(f32, u32, u32)> = vec![];
     let mut local = vec![];
     for (id, t) in tokens.iter().enumerate() {
@@ -538,7 +520,7 @@ pub fn spm_merges(tokens: &[String], scores: &[f32], ids: &HashMap<&str, u32>) -
     cands.sort_by(|a, b| b.0.total_cmp(&a.0));
     cands
         .into_iter()
-        .map(|(_, l, r)| [tokens[l as usize].clone(), tokens[r as usize].clone()])
+        .map(|(_, l, r)| (tokens[l as usize].clone(), tokens[r as usize].clone()))
         .collect()
 }
 
