@@ -84,3 +84,38 @@ pub fn argmax(v: &[f32]) -> u32 {
     }
     best as u32
 }
+
+/// llama.cpp's tokenizer test vectors for `vocab` (`ggml-vocab-{vocab}.gguf.inp/.out`): the
+/// texts, split as `tests/test-tokenizer-0.cpp` splits them, with their expected ids.
+pub fn llama_cpp_vectors(vocab: &str) -> Vec<(String, Vec<u32>)> {
+    let dir = shared().join("models/tokenizers/gguf-vocab");
+    let inp = std::fs::read_to_string(dir.join(format!("ggml-vocab-{vocab}.gguf.inp"))).unwrap();
+    let out = std::fs::read_to_string(dir.join(format!("ggml-vocab-{vocab}.gguf.out"))).unwrap();
+    let sep = "\n__ggml_vocab_test__\n";
+    let mut texts = vec![];
+    let mut pos = 0;
+    while pos < inp.len() {
+        match inp[pos..].find(sep) {
+            Some(i) => {
+                texts.push(inp[pos..pos + i].to_string());
+                pos += i + sep.len();
+            }
+            None => {
+                texts.push(inp[pos..].to_string());
+                break;
+            }
+        }
+    }
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(texts.len(), ids.len(), "{vocab}: .inp and .out disagree");
+    texts.into_iter().zip(ids).collect()
+}
+
+pub fn gguf_vocab(vocab: &str) -> PathBuf {
+    shared()
+        .join("models/tokenizers/gguf-vocab")
+        .join(format!("ggml-vocab-{vocab}.gguf"))
+}
