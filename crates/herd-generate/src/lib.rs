@@ -2,9 +2,11 @@
 //!
 //! Not the model maths (that is `herd-model`), not HTTP (that is `herd-server`).
 
+pub mod generate;
 pub mod rng;
 pub mod sampler;
 pub mod stop;
 
+pub use generate::{FinishReason, GenerateOptions, Generated, Session, Truncation, generate};
 pub use sampler::{Sampler, SamplerConfig};
 pub use stop::StopMatcher;

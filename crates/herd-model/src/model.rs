@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::gguf::Value;
 use crate::spec::ModelSpec;
 use crate::tensor::StoredTensor;
 use crate::weights::{self, Weights, layer_name};
@@ -67,6 +68,34 @@ impl Model {
         match &self.source {
             Source::Gguf(f) => Some(f),
             _ => None,
+        }
+    }
+
+    /// The chat template a model carries, if any.
+    pub fn chat_template(&self) -> Option<String> {
+        match &self.source {
+            Source::Gguf(f) => f
+                .get("tokenizer.chat_template")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            Source::HuggingFace { dir, .. } => {
+                if let Ok(t) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
+                    return Some(t);
+                }
+                let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
+                let j: serde_json::Value = serde_json::from_str(&text).ok()?;
+                match j.get("chat_template")? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    // A list of named templates: the default one.
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .find(|t| t["name"] == "default")
+                        .or(a.first())
+                        .and_then(|t| t["template"].as_str())
+                        .map(str::to_string),
+                    _ => None,
+                }
+            }
         }
     }
 

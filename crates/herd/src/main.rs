@@ -19,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Complete a prompt, streaming the text to stdout (prompt from stdin when absent).
+    Run(cmd::run::Args),
+    /// Chat with a model through its chat template (/system, /reset, /exit; Ctrl-C stops an answer).
+    Chat(cmd::chat::Args),
+    /// Print the token ids and pieces of a text.
+    Tokenize(cmd::tokenize::Args),
     /// Describe a model: architecture, parameters, tensor types, context, rope, template, licence.
     Info(cmd::info::Args),
     /// Write the next-token logits at every position of a prompt to a safetensors file.
@@ -36,6 +42,9 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
+        Cmd::Run(a) => cmd::run::run(a),
+        Cmd::Chat(a) => cmd::chat::run(a),
+        Cmd::Tokenize(a) => cmd::tokenize::run(a),
         Cmd::Info(a) => cmd::info::run(a),
         Cmd::Logits(a) => cmd::logits::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),

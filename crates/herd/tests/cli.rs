@@ -249,3 +249,267 @@ fn pulled_names_resolve_and_list_shows_them() {
     let (ok, _, err) = run(&["info", "karpathy/nothere"]);
     assert!(!ok && err.contains("herd pull karpathy/nothere"), "{err}");
 }
+
+fn fixture(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../herd-model/tests/fixtures/llama_cpp")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn run_writes_llama_cpps_greedy_story() {
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    for name in ["park", "bird", "once_upon_a_time"] {
+        let fx = fixture(&format!("stories260K-F32-{name}.json"));
+        let n = fx["greedy_new_ids"].as_array().unwrap().len().to_string();
+        let prompt = fx["prompt"].as_str().unwrap();
+        let (ok, out, err) = herd(&[
+            "run",
+            model.to_str().unwrap(),
+            prompt,
+            "--temp",
+            "0",
+            "-n",
+            &n,
+            "--ignore-eos",
+        ]);
+        assert!(ok, "{err}");
+        // llama.cpp's text is the concatenation of its pieces; herd adds a final newline.
+        assert_eq!(
+            out.strip_suffix('\n').unwrap(),
+            fx["continuation_text"].as_str().unwrap(),
+            "'{name}'"
+        );
+    }
+}
+
+#[test]
+fn run_reads_the_prompt_from_stdin() {
+    use std::io::Write;
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["run", model.to_str().unwrap(), "--temp", "0", "-n", "12"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Once upon a time")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(", there was a little girl"));
+}
+
+#[test]
+fn a_stop_string_split_across_tokens_ends_the_text_before_it() {
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let fx = fixture("stories260K-F32-once_upon_a_time.json");
+    let full = fx["continuation_text"].as_str().unwrap();
+    // "irl nam" starts inside one token ("girl") and ends inside another (" named").
+    let stop = "irl nam";
+    let at = full.find(stop).unwrap();
+    let (ok, out, err) = herd(&[
+        "run",
+        model.to_str().unwrap(),
+        "Once upon a time",
+        "--temp",
+        "0",
+        "-n",
+        "100",
+        "--stop",
+        "xyz",
+        "--stop",
+        stop,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.strip_suffix('\n').unwrap(), &full[..at]);
+}
+
+#[test]
+fn a_seed_makes_sampled_runs_identical() {
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let m = model.to_str().unwrap();
+    let run = |seed: &str| {
+        herd(&[
+            "run",
+            m,
+            "Once upon a time",
+            "--temp",
+            "1.0",
+            "-n",
+            "60",
+            "--seed",
+            seed,
+        ])
+        .1
+    };
+    let a = run("42");
+    assert_eq!(a, run("42"));
+    assert_ne!(a, run("43"));
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_unless_truncation_is_asked_for() {
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let m = model.to_str().unwrap();
+    let long = "Once upon a time there was a dog. ".repeat(20);
+    let (ok, _, err) = herd(&["run", m, &long, "-c", "64", "-n", "4"]);
+    assert!(
+        !ok && err.contains("context holds 64") && err.contains("--truncate left"),
+        "{err}"
+    );
+    let (ok, _, err) = herd(&["run", m, &long, "-c", "64", "-n", "4", "--truncate", "left"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("tokens were cut to fit the context"), "{err}");
+}
+
+#[test]
+fn tokenize_matches_llama_cpp_ids_and_reads_vocabulary_only_files() {
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let (ok, out, _) = herd(&[
+        "tokenize",
+        model.to_str().unwrap(),
+        "Once upon a time",
+        "--ids",
+    ]);
+    assert!(ok);
+    assert_eq!(out.trim(), "1,403,407,261,378");
+    let (_, out, _) = herd(&[
+        "tokenize",
+        model.to_str().unwrap(),
+        "Once upon a time",
+        "--ids",
+        "--no-bos",
+    ]);
+    assert_eq!(out.trim(), "403,407,261,378");
+    let vocab = shared().join("models/tokenizers/gguf-vocab/ggml-vocab-llama-bpe.gguf");
+    let (ok, out, err) = herd(&[
+        "tokenize",
+        vocab.to_str().unwrap(),
+        "<|begin_of_text|>Hello",
+        "--json",
+        "--no-bos",
+        "--special",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["piece"], "<|begin_of_text|>");
+    assert_eq!(v[1]["piece"], "Hello");
+    let (_, out, _) = herd(&[
+        "tokenize",
+        vocab.to_str().unwrap(),
+        "<|begin_of_text|>",
+        "--json",
+        "--no-bos",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v.as_array().unwrap().len() > 1,
+        "without --special the text stays text: {out}"
+    );
+}
+
+#[test]
+fn chat_drives_the_models_chatml_template_turn_by_turn() {
+    use std::io::Write;
+    let model = shared().join("golden/hf-tiny/qwen2");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args([
+            "chat",
+            model.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "6",
+            "--show-prompt",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/system Be terse.\nHello\nHow are you?\n/reset\nAgain\n/exit\nnever read\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let prompts: Vec<&str> = stderr
+        .split("--- prompt ---\n")
+        .skip(1)
+        .map(|p| p.split("\n--- end of prompt ---").next().unwrap())
+        .collect();
+    assert_eq!(prompts.len(), 3, "{stderr}");
+    let first = "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(prompts[0], first);
+    // The second turn carries the first answer, as the model wrote it.
+    let answer = stdout.lines().next().unwrap();
+    assert_eq!(
+        prompts[1],
+        format!(
+            "{first}{answer}<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n"
+        )
+    );
+    // After /reset only the system prompt remains.
+    assert_eq!(
+        prompts[2],
+        "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nAgain<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_the_answer_not_the_chat() {
+    use std::io::{BufRead, Write};
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args([
+            "chat",
+            model.to_str().unwrap(),
+            "--template",
+            "alpaca",
+            "-n",
+            "-1",
+            "--ignore-eos",
+            "-t",
+            "1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Tell me a long story.\n").unwrap();
+    stdin.flush().unwrap();
+    // Wait until the answer is streaming, then interrupt it.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The chat goes on: the next message gets an answer too.
+    stdin.write_all(b"/system Short.\n/exit\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    while stdout.read_line(&mut rest).unwrap() > 0 {}
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(stopped)") && stderr.contains("(system prompt set)"),
+        "{stderr}"
+    );
+}

@@ -75,6 +75,12 @@ impl Tokenizer {
         }
     }
 
+    /// The vocabulary of a GGUF file (a model or a vocabulary-only file): only its metadata
+    /// is read.
+    pub fn from_gguf_file(path: &Path) -> Result<Self> {
+        gguf::from_gguf(&crate::gguf::GgufFile::open(path)?)
+    }
+
     /// `dir/tokenizer.json`, with BOS/EOS from `tokenizer_config.json` when present.
     ///
     /// Whether BOS/EOS are added comes from `add_bos_token`/`add_eos_token` in

@@ -33,6 +33,16 @@ impl<'a> StreamDecoder<'a> {
         }
     }
 
+    /// Starts after `context` (the prompt's last few ids), whose text is not given out: the
+    /// first generated token then keeps the space that a SentencePiece decoder would strip
+    /// from the start of a text (" there", not "there", after "Once upon a time").
+    pub fn with_context(mut self, context: &[u32]) -> Result<Self> {
+        self.ids = context.to_vec();
+        self.prefix_len = self.ids.len();
+        self.prefix = self.tok.decode(&self.ids, self.skip_special)?;
+        Ok(self)
+    }
+
     /// Adds `id`; returns the text that is now complete (often empty: a character still
     /// missing bytes, or a token with no text).
     ///

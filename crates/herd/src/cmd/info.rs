@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use herd_model::Model;
 use herd_model::model::Source;
 use herd_model::spec::RopeScaling;
-use herd_model::{Model, gguf::Value};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -15,34 +15,6 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The chat template a model carries, if any.
-pub fn chat_template(model: &Model) -> Option<String> {
-    match &model.source {
-        Source::Gguf(f) => f
-            .get("tokenizer.chat_template")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        Source::HuggingFace { dir, .. } => {
-            if let Ok(t) = std::fs::read_to_string(dir.join("chat_template.jinja")) {
-                return Some(t);
-            }
-            let text = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?;
-            let j: serde_json::Value = serde_json::from_str(&text).ok()?;
-            match j.get("chat_template")? {
-                serde_json::Value::String(s) => Some(s.clone()),
-                // A list of named templates: the default one.
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .find(|t| t["name"] == "default")
-                    .or(a.first())
-                    .and_then(|t| t["template"].as_str())
-                    .map(str::to_string),
-                _ => None,
-            }
-        }
-    }
 }
 
 /// Licence facts stored in the model's own metadata (GGUF `general.license*` and base-model
@@ -114,7 +86,7 @@ pub fn run(a: Args) -> Result<()> {
             format!("per-frequency factors ({} values, llama3 style)", f.len())
         }
     };
-    let template = chat_template(&model);
+    let template = model.chat_template();
     let licence = licence_facts(&model);
     let windows: Vec<String> = s
         .sliding_window

@@ -1,8 +1,12 @@
 pub mod bench;
+pub mod chat;
 pub mod convert;
 pub mod hub;
 pub mod info;
 pub mod logits;
+pub mod run;
+pub mod sampling;
+pub mod tokenize;
 
 /// Threads herd uses by default: the CPUs this process may run on (CPU affinity and cgroup
 /// quotas included, as `std::thread::available_parallelism` reads them).
