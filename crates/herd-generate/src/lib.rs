@@ -3,6 +3,7 @@
 //! Not the model maths (that is `herd-model`), not HTTP (that is `herd-server`).
 
 pub mod generate;
+pub mod json;
 pub mod rng;
 pub mod sampler;
 pub mod stop;

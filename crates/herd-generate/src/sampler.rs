@@ -137,6 +137,51 @@ impl Sampler {
     /// Chooses the next token. `context` is every token so far (prompt and generated);
     /// `generated` how many of its last tokens were generated (for OpenAI's penalties).
     pub fn sample(&mut self, logits: &mut [f32], context: &[u32], generated: usize) -> u32 {
+        self.adjust(logits, context, generated);
+        if self.config.temperature == 0.0 {
+            return argmax(logits);
+        }
+        self.candidates(logits);
+        let r = self.rng.next_f64();
+        draw(&self.cands, r)
+    }
+
+    /// Like [`Sampler::sample`], but only among tokens that `allowed` accepts (constrained
+    /// decoding): a drawn token that is not allowed is removed and the draw repeated among
+    /// the rest; when the filtered candidates run out, the most likely allowed token of the
+    /// whole vocabulary is taken. `None` when no token at all is allowed.
+    pub fn sample_allowed(
+        &mut self,
+        logits: &mut [f32],
+        context: &[u32],
+        generated: usize,
+        allowed: &mut dyn FnMut(u32) -> bool,
+    ) -> Option<u32> {
+        self.adjust(logits, context, generated);
+        if self.config.temperature != 0.0 {
+            self.candidates(logits);
+            while !self.cands.is_empty() {
+                let r = self.rng.next_f64();
+                let id = draw(&self.cands, r);
+                if allowed(id) {
+                    return Some(id);
+                }
+                self.cands.retain(|c| c.id != id);
+                let sum: f32 = self.cands.iter().map(|c| c.p).sum();
+                self.cands.iter_mut().for_each(|c| c.p /= sum);
+            }
+        }
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        order.into_iter().find(|&id| allowed(id))
+    }
+
+    /// Logit bias and penalties, in place.
+    fn adjust(&mut self, logits: &mut [f32], context: &[u32], generated: usize) {
         let c = &self.config;
         for (&t, &b) in &c.logit_bias {
             if let Some(l) = logits.get_mut(t as usize) {
@@ -178,11 +223,12 @@ impl Sampler {
             }
             self.counts = counts;
         }
-        if c.temperature == 0.0 {
-            return argmax(logits);
-        }
+    }
+
+    /// The tempered, filtered candidates with their probabilities.
+    fn candidates(&mut self, logits: &[f32]) {
+        let c = &self.config;
         let temperature = c.temperature;
-        let (top_k, top_p, min_p) = (c.top_k, c.top_p, c.min_p);
         self.cands.clear();
         self.cands
             .extend(logits.iter().enumerate().map(|(i, &l)| Candidate {
@@ -190,21 +236,24 @@ impl Sampler {
                 logit: l / temperature,
                 p: 0.0,
             }));
-        filter(&mut self.cands, top_k, top_p, min_p);
-        let r = self.rng.next_f64();
-        let mut acc = 0.0f64;
-        for cand in &self.cands {
-            acc += cand.p as f64;
-            if r < acc {
-                return cand.id;
-            }
-        }
-        self.cands.last().map_or(0, |c| c.id)
+        filter(&mut self.cands, c.top_k, c.top_p, c.min_p);
     }
 
     pub fn rng_state(&self) -> [u64; 4] {
         self.rng.state()
     }
+}
+
+/// The candidate whose cumulative probability first exceeds `r` (in [0, 1)).
+fn draw(cands: &[Candidate], r: f64) -> u32 {
+    let mut acc = 0.0f64;
+    for cand in cands {
+        acc += cand.p as f64;
+        if r < acc {
+            return cand.id;
+        }
+    }
+    cands.last().map_or(0, |c| c.id)
 }
 
 /// Index of the largest logit (the first, on ties).
@@ -392,6 +441,40 @@ mod tests {
                 ..cfg
             })
         );
+    }
+
+    #[test]
+    fn constrained_sampling_picks_only_allowed_tokens() {
+        let logits = [5.0f32, 4.0, 3.0, 2.0, 1.0];
+        let mut s = Sampler::new(SamplerConfig::greedy());
+        assert_eq!(
+            s.sample_allowed(&mut logits.clone(), &[], 0, &mut |t| t >= 2),
+            Some(2)
+        );
+        assert_eq!(
+            s.sample_allowed(&mut logits.clone(), &[], 0, &mut |_| false),
+            None
+        );
+        // Sampling with a narrow top-k: when every candidate is refused, the best allowed
+        // token of the whole vocabulary is taken.
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(3),
+            ..Default::default()
+        });
+        for _ in 0..50 {
+            let t = s
+                .sample_allowed(&mut logits.clone(), &[], 0, &mut |t| t != 0)
+                .unwrap();
+            assert_eq!(t, 1, "the only allowed token among the top 2");
+            assert_eq!(
+                s.sample_allowed(&mut logits.clone(), &[], 0, &mut |t| t == 4),
+                Some(4)
+            );
+        }
     }
 
     #[test]

@@ -49,17 +49,47 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Makes this cache hold the first `n` tokens of `other` (a cache of the same model),
+    /// copying their keys and values: `n` completions of one prompt share its prefill.
+    pub fn copy_prefix_from(&mut self, other: &KvCache, n: usize) -> Result<()> {
+        if other.kv_dim != self.kv_dim
+            || other.k.len() / other.capacity.max(1) != self.k.len() / self.capacity.max(1)
+        {
+            return Err(Error::Usage(
+                "copying between caches of different models".into(),
+            ));
+        }
+        if n > other.len || n > self.capacity {
+            return Err(Error::Usage(format!(
+                "cannot copy {n} tokens: the source holds {}, this cache {} at most",
+                other.len, self.capacity
+            )));
+        }
+        let layers = self.k.len() / (self.capacity * self.kv_dim).max(1);
+        for l in 0..layers {
+            let (src, dst) = (other.layer_offset(l), self.layer_offset(l));
+            let len = n * self.kv_dim;
+            self.k[dst..dst + len].copy_from_slice(&other.k[src..src + len]);
+            self.v[dst..dst + len].copy_from_slice(&other.v[src..src + len]);
+        }
+        self.len = n;
+        Ok(())
+    }
+
     fn layer_offset(&self, layer: usize) -> usize {
         layer * self.capacity * self.kv_dim
     }
 }
 
-/// Which positions of a sequence's new tokens need logits.
+/// Which positions of a sequence's new tokens need output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
     None,
     Last,
     All,
+    /// Every position's final hidden state (after the last norm, before the output
+    /// projection) instead of logits: `[n, hidden_size]` rows, for embeddings.
+    Hidden,
 }
 
 /// New tokens of one sequence for one forward call.
@@ -218,7 +248,8 @@ impl Engine {
     }
 
     /// Runs the new tokens of every sequence in `seqs` and appends them to their caches.
-    /// Returns the logits asked for, `[n, V]`, in order of sequence and position.
+    /// Returns the logits asked for, `[n, V]`, in order of sequence and position (or, when
+    /// every sequence asks for [`Logits::Hidden`], the final hidden states `[n, H]`).
     pub fn forward(&mut self, seqs: &mut [SeqInput<'_>]) -> Result<&[f32]> {
         let Engine {
             spec,
@@ -236,6 +267,12 @@ impl Engine {
             spec.intermediate_size,
             spec.vocab_size,
         );
+        let hidden = seqs.iter().filter(|s| s.logits == Logits::Hidden).count();
+        if hidden != 0 && hidden != seqs.len() {
+            return Err(Error::Usage(
+                "hidden states and logits cannot be asked for in the same call".into(),
+            ));
+        }
         for (si, s) in seqs.iter().enumerate() {
             if s.cache.kv_dim != kvd || s.cache.k.len() != spec.n_layers * s.cache.capacity * kvd {
                 return Err(Error::Usage(format!(
@@ -266,7 +303,7 @@ impl Engine {
                 let want = match s.logits {
                     Logits::None => false,
                     Logits::Last => i + 1 == s.tokens.len(),
-                    Logits::All => true,
+                    Logits::All | Logits::Hidden => true,
                 };
                 if want {
                     b.out_rows.push(row);
@@ -478,6 +515,9 @@ impl Engine {
                 spec.norm_eps,
                 &mut b.final_x[i * h..(i + 1) * h],
             );
+        }
+        if seqs.iter().all(|s| s.logits == Logits::Hidden) {
+            return Ok(&b.final_x[..n_out * h]);
         }
         grow(&mut b.logits, n_out * v);
         let lm: WeightRef<'_> = tensors.lm_head.as_weight();
