@@ -272,6 +272,140 @@ impl JsonConstraint {
         self.complete
     }
 
+    /// The shortest text that makes the output a complete value fitting the schema: used to
+    /// close the output when the token budget runs out, so that it still parses.
+    pub fn completion(&self) -> String {
+        let mut out = String::new();
+        for (depth, frame) in self.stack.iter().enumerate().rev() {
+            let top = depth + 1 == self.stack.len();
+            match frame {
+                Frame::Value(schema) => out.push_str(&default_value(schema)),
+                Frame::Lit { text, at } => out.push_str(&text[*at..]),
+                Frame::Num { buf, .. } => {
+                    if !number_complete(buf) {
+                        out.push('0');
+                    }
+                }
+                Frame::Str {
+                    buf,
+                    esc,
+                    key,
+                    schema,
+                } => {
+                    match esc {
+                        Esc::Backslash => out.push('n'),
+                        Esc::Unicode(n) => out.push_str(&"0".repeat(4 - *n as usize)),
+                        Esc::None => {}
+                    }
+                    if *key {
+                        // Finish the key as the first allowed property it can become.
+                        if let Some(Frame::Object {
+                            schema: obj, seen, ..
+                        }) = self.stack.get(depth.wrapping_sub(1))
+                        {
+                            let name = obj
+                                .properties
+                                .iter()
+                                .find(|(n, _)| n.starts_with(buf.as_str()) && !seen.contains(n))
+                                .map(|(n, _)| n.clone())
+                                .unwrap_or_else(|| buf.clone());
+                            out.push_str(&name[buf.len().min(name.len())..]);
+                            out.push_str("\": ");
+                            out.push_str(&default_value(&obj.value_schema(&name)));
+                            // The object's own closing below must know this key is now present.
+                            let mut seen = seen.clone();
+                            seen.push(name);
+                            out.push_str(&close_object(obj, &seen, ObjPhase::CommaOrEnd));
+                            // The object frame is handled here; skip it.
+                            return out + &self.close_below(depth.saturating_sub(1));
+                        }
+                    } else {
+                        match &schema.enumeration {
+                            Some(vals) => {
+                                let prefix = format!("\"{buf}");
+                                if let Some(v) = vals.iter().find(|v| v.starts_with(&prefix)) {
+                                    out.push_str(&v[prefix.len()..]);
+                                }
+                            }
+                            None => out.push('"'),
+                        }
+                    }
+                }
+                Frame::Object {
+                    schema,
+                    seen,
+                    phase,
+                } => {
+                    if top
+                        || !matches!(self.stack.get(depth + 1), Some(Frame::Value(_)))
+                        || *phase != ObjPhase::CommaOrEnd
+                    {
+                        out.push_str(&close_object(schema, seen, *phase));
+                    } else {
+                        out.push_str(&close_object(schema, seen, ObjPhase::CommaOrEnd));
+                    }
+                }
+                Frame::Array {
+                    schema,
+                    count,
+                    phase,
+                } => {
+                    let mut n = *count;
+                    // A value being written (above this frame) counts once it is done.
+                    if !top {
+                        n += 1;
+                    }
+                    let item = default_value(
+                        &schema.items.as_deref().cloned().unwrap_or_else(Schema::any),
+                    );
+                    let mut first = n == 0 && *phase == ArrPhase::ValueOrEnd;
+                    while n < schema.min_items {
+                        if !first {
+                            out.push_str(", ");
+                        }
+                        first = false;
+                        out.push_str(&item);
+                        n += 1;
+                    }
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
+
+    /// Closing text for the frames below index `depth` (exclusive), outermost last.
+    fn close_below(&self, depth: usize) -> String {
+        let below = JsonConstraint {
+            stack: self.stack[..depth].to_vec(),
+            complete: false,
+            blank_run: 0,
+        };
+        // Frames below are containers waiting for their current value to end.
+        let mut out = String::new();
+        for frame in below.stack.iter().rev() {
+            match frame {
+                Frame::Object { schema, seen, .. } => {
+                    out.push_str(&close_object(schema, seen, ObjPhase::CommaOrEnd))
+                }
+                Frame::Array { schema, count, .. } => {
+                    let item = default_value(
+                        &schema.items.as_deref().cloned().unwrap_or_else(Schema::any),
+                    );
+                    let mut n = count + 1;
+                    while n < schema.min_items {
+                        out.push_str(", ");
+                        out.push_str(&item);
+                        n += 1;
+                    }
+                    out.push(']');
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     /// Feeds `text`; false (leaving the state undefined) when it cannot continue a valid value.
     pub fn feed(&mut self, text: &str) -> bool {
         text.chars().all(|c| self.push(c))
@@ -649,6 +783,84 @@ impl JsonConstraint {
     }
 }
 
+/// The shortest value that fits `schema`.
+fn default_value(schema: &Schema) -> String {
+    if let Some(first) = schema.enumeration.as_ref().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    let kind = schema
+        .types
+        .as_ref()
+        .and_then(|t| t.first().copied())
+        .unwrap_or(Kind::Object);
+    match kind {
+        Kind::Object => format!("{{{}", close_object(schema, &[], ObjPhase::KeyOrEnd)),
+        Kind::Array => {
+            let item = default_value(&schema.items.as_deref().cloned().unwrap_or_else(Schema::any));
+            format!("[{}]", vec![item; schema.min_items].join(", "))
+        }
+        Kind::String => "\"\"".into(),
+        Kind::Number | Kind::Integer => "0".into(),
+        Kind::Boolean => "false".into(),
+        Kind::Null => "null".into(),
+    }
+}
+
+/// Text that ends an object: its missing required properties, then `}`.
+fn close_object(schema: &Schema, seen: &[String], phase: ObjPhase) -> String {
+    let mut out = String::new();
+    let mut first = phase == ObjPhase::KeyOrEnd;
+    match phase {
+        ObjPhase::Colon => {
+            let key = seen.last().cloned().unwrap_or_default();
+            out.push_str(": ");
+            out.push_str(&default_value(&schema.value_schema(&key)));
+            first = false;
+        }
+        ObjPhase::Key => {
+            // After a comma a key must come: the first missing required one, else any allowed.
+            let name = schema
+                .required
+                .iter()
+                .find(|r| !seen.contains(r))
+                .cloned()
+                .or_else(|| {
+                    schema
+                        .properties
+                        .iter()
+                        .find(|(n, _)| !seen.contains(n))
+                        .map(|(n, _)| n.clone())
+                })
+                .unwrap_or_else(|| "_".into());
+            out.push_str(&format!(
+                "{}: {}",
+                serde_json::to_string(&name).unwrap_or_default(),
+                default_value(&schema.value_schema(&name))
+            ));
+            let mut seen = seen.to_vec();
+            seen.push(name);
+            return out + &close_object(schema, &seen, ObjPhase::CommaOrEnd);
+        }
+        _ => {}
+    }
+    for r in &schema.required {
+        if seen.contains(r) {
+            continue;
+        }
+        if !first {
+            out.push_str(", ");
+        }
+        first = false;
+        out.push_str(&format!(
+            "{}: {}",
+            serde_json::to_string(r).unwrap_or_default(),
+            default_value(&schema.value_schema(r))
+        ));
+    }
+    out.push('}');
+    out
+}
+
 /// Is `s` the start of a JSON number (an integer if `integer`)?
 fn number_prefix_ok(s: &str, integer: bool) -> bool {
     let b = s.as_bytes();
@@ -841,6 +1053,35 @@ mod tests {
             "{e}"
         );
         assert!(Schema::parse(&json!({"type": "thing"})).is_err());
+    }
+
+    #[test]
+    fn every_prefix_has_a_completion_that_parses_and_fits() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "pet": {"enum": ["cat", "dog"]},
+                           "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+            "required": ["name", "age", "pet", "tags"],
+            "additionalProperties": false
+        });
+        let full = r#"{"name": "Ann \u00e9", "age": -12, "pet": "dog", "tags": ["a", "b"]}"#;
+        for s in [Schema::parse(&schema).unwrap(), Schema::any_object()] {
+            for cut in 0..full.len() {
+                let mut c = JsonConstraint::new(s.clone());
+                if !c.feed(&full[..cut]) {
+                    continue;
+                }
+                let comp = c.completion();
+                let mut d = c.clone();
+                assert!(
+                    d.feed(&comp) && d.is_complete(),
+                    "prefix {:?} + completion {comp:?} is not a whole value",
+                    &full[..cut]
+                );
+                let v: Value = serde_json::from_str(&format!("{}{comp}", &full[..cut])).unwrap();
+                assert!(v.is_object());
+            }
+        }
     }
 
     #[test]

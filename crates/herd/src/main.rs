@@ -23,6 +23,8 @@ enum Cmd {
     Run(cmd::run::Args),
     /// Chat with a model through its chat template (/system, /reset, /exit; Ctrl-C stops an answer).
     Chat(cmd::chat::Args),
+    /// Serve the OpenAI-compatible API and a web chat (127.0.0.1:8080 by default).
+    Serve(cmd::serve::Args),
     /// Print the token ids and pieces of a text.
     Tokenize(cmd::tokenize::Args),
     /// Describe a model: architecture, parameters, tensor types, context, rope, template, licence.
@@ -45,6 +47,7 @@ fn main() {
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::Chat(a) => cmd::chat::run(a),
         Cmd::Tokenize(a) => cmd::tokenize::run(a),
+        Cmd::Serve(a) => cmd::serve::run(a),
         Cmd::Info(a) => cmd::info::run(a),
         Cmd::Logits(a) => cmd::logits::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),

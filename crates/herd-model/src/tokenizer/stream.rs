@@ -61,6 +61,17 @@ impl<'a> StreamDecoder<'a> {
         Ok(new)
     }
 
+    /// The text still held back, leaving the decoder empty (for a stream that ends while the
+    /// decoder must stay in place).
+    pub fn flush(&mut self) -> Result<String> {
+        let text = self.tok.decode(&self.ids, self.skip_special)?;
+        let rest = self.new_part(&text)?;
+        self.ids.clear();
+        self.prefix_len = 0;
+        self.prefix.clear();
+        Ok(rest)
+    }
+
     /// The text still held back (bytes of an unfinished character come out as U+FFFD, as
     /// `decode` writes them).
     pub fn finish(self) -> Result<String> {

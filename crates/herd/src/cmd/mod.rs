@@ -6,6 +6,7 @@ pub mod info;
 pub mod logits;
 pub mod run;
 pub mod sampling;
+pub mod serve;
 pub mod tokenize;
 
 /// Threads herd uses by default: the CPUs this process may run on (CPU affinity and cgroup
