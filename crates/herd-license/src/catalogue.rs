@@ -82,7 +82,7 @@ impl Terms {
 }
 
 fn human_users(n: u64) -> String {
-    if n % 1_000_000 == 0 {
+    if n.is_multiple_of(1_000_000) {
         format!("{} million", n / 1_000_000)
     } else {
         n.to_string()

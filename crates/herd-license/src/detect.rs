@@ -88,12 +88,14 @@ fn is_manifest_file(path: &Path) -> bool {
     if file_name(path) == manifest::FILE_NAME {
         return true;
     }
-    // Only the start is read: a manifest says its schema first.
-    std::fs::read(path).is_ok_and(|b| {
-        let head = String::from_utf8_lossy(&b[..b.len().min(256)]).into_owned();
-        head.contains(&format!("\"schema\": \"{}\"", manifest::SCHEMA))
-            || head.contains(&format!("\"schema\":\"{}\"", manifest::SCHEMA))
-    })
+    // Only the start is read (data files can be large): a manifest says its schema first.
+    use std::io::Read;
+    let mut head = Vec::with_capacity(256);
+    let read = std::fs::File::open(path).and_then(|f| f.take(256).read_to_end(&mut head));
+    let head = String::from_utf8_lossy(&head);
+    read.is_ok()
+        && (head.contains(&format!("\"schema\": \"{}\"", manifest::SCHEMA))
+            || head.contains(&format!("\"schema\":\"{}\"", manifest::SCHEMA)))
 }
 
 /// `LICENSE`, `LICENSE.txt`, `LICENCE`, `LICENSE-MODEL`, `LICENSE.llama2.c`, `COPYING` …
@@ -390,8 +392,7 @@ fn read_card(path: &Path) -> Option<Card> {
         }
     }
     if let Some((v, _)) = fm.get("datasets") {
-        card.datasets
-            .extend(v.strings().into_iter().map(|d| component(d)));
+        card.datasets.extend(v.strings().into_iter().map(component));
     }
     Some(card)
 }
@@ -428,18 +429,23 @@ fn add_folder_files(m: &mut Manifest, dir: &Path) {
     }
 }
 
+fn files_ending(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && file_name(p).to_lowercase().ends_with(ext))
+        .collect();
+    v.sort();
+    v
+}
+
 fn is_model_dir(dir: &Path) -> bool {
-    ["config.json", "adapter_config.json", "model.safetensors"]
+    ["config.json", "adapter_config.json"]
         .iter()
         .any(|f| dir.join(f).is_file())
-        || std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                let n = file_name(&e.path()).to_lowercase();
-                n.ends_with(".safetensors") || n.ends_with(".gguf")
-            })
+        || !files_ending(dir, ".safetensors").is_empty()
 }
 
 fn detect_dir(dir: &Path) -> Result<Manifest> {
@@ -452,7 +458,12 @@ fn detect_dir(dir: &Path) -> Result<Manifest> {
         path: Some(dir.display().to_string()),
         ..Default::default()
     };
-    if is_model_dir(dir) {
+    // A folder holding one GGUF file (a hub snapshot of a GGUF repository) is that file.
+    let ggufs = files_ending(dir, ".gguf");
+    if let ([gguf], false) = (ggufs.as_slice(), is_model_dir(dir)) {
+        return detect_gguf(gguf);
+    }
+    if is_model_dir(dir) || !ggufs.is_empty() {
         let kind = if dir.join("adapter_config.json").is_file() {
             Kind::LoraAdapter
         } else {

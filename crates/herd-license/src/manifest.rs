@@ -295,12 +295,14 @@ impl Manifest {
             expr.push("unknown".into());
         }
         out.push(("general.license".to_string(), s(&expr.join(" AND "))));
-        if let [only] = ids.as_slice() {
-            if let Some(t) = catalogue::lookup(only).filter(|_| !unknown) {
-                out.push(("general.license.name".to_string(), s(&t.name)));
-                if let Some(l) = &t.link {
-                    out.push(("general.license.link".to_string(), s(l)));
-                }
+        let single = match ids.as_slice() {
+            [only] if !unknown => catalogue::lookup(only),
+            _ => None,
+        };
+        if let Some(t) = single {
+            out.push(("general.license.name".to_string(), s(&t.name)));
+            if let Some(l) = &t.link {
+                out.push(("general.license.link".to_string(), s(l)));
             }
         }
         for (prefix, list) in [

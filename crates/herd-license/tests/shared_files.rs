@@ -308,6 +308,8 @@ fn stories260k_gguf_takes_the_licence_files_beside_it() {
     let a = assess(&m);
     assert_eq!(a.licence_ids, ["Apache-2.0", "MIT"]);
     assert_eq!(a.verdict, Verdict::Allowed);
+    // Its folder holds one GGUF file, so the folder is that file.
+    assert_eq!(detect(&shared().join("models/stories260K")).unwrap(), m);
 }
 
 #[test]

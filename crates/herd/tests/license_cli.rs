@@ -132,12 +132,19 @@ fn convert_embeds_the_lineage_and_license_walks_it() {
     assert_eq!(m["method"], "quantize");
     assert_eq!(m["kind"], "gguf");
     assert_eq!(m["hyperparameters"]["type"], "q8_0");
-    assert_eq!(m["parents"][0]["artefact"]["name"], "stories260K");
+    // The source's name is its `general.name`.
+    assert_eq!(m["parents"][0]["artefact"]["name"], "llama");
+    assert!(
+        m["parents"][0]["artefact"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("stories260K.gguf")
+    );
     let reasons = v["reasons"].as_array().unwrap();
     assert!(
         reasons
             .iter()
-            .any(|r| r["subject"] == "model stories-q8 ← source model stories260K"),
+            .any(|r| r["subject"] == "model stories-q8 ← source model llama"),
         "{v}"
     );
     // llama.cpp's own keys are there too.

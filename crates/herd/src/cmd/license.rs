@@ -37,7 +37,7 @@ fn subject(a: &Args) -> Result<Manifest> {
     if a.base.is_empty() && a.data.is_empty() {
         return Ok(found);
     }
-    let mut m = Manifest::new(Kind::Model, "(what-if fine-tune)", method::WHAT_IF);
+    let mut m = Manifest::new(Kind::Model, "what-if", method::WHAT_IF);
     for b in &a.base {
         m = m.with_parent(detect_arg(b)?);
     }
@@ -68,18 +68,22 @@ fn print_human(m: &Manifest, a: &Assessment) {
         }
     };
     println!("commercial use: {headline}");
-    println!(
-        "artefact: {} {} ({})",
-        m.kind.noun(),
-        m.artefact.name,
-        m.method
-    );
+    let top = format!("{} {}", m.kind.noun(), m.artefact.name);
+    println!("artefact: {top} ({})", m.method);
+    // Every subject starts with the artefact: "model x ← dataset y" reads as "← dataset y".
+    let prefix = format!("{top} ");
+    let short = |s: &str| -> String {
+        match s.strip_prefix(&prefix) {
+            Some(rest) => rest.to_string(),
+            None => s.to_string(),
+        }
+    };
 
     println!("\nwhy (most restrictive first):");
     let mut reasons: Vec<_> = a.reasons.iter().collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.verdict));
     for r in reasons {
-        println!("  {} {}: {}", mark(r.verdict), r.subject, r.text);
+        println!("  {} {}: {}", mark(r.verdict), short(&r.subject), r.text);
     }
 
     if !a.conditions.is_empty() {
@@ -94,7 +98,7 @@ fn print_human(m: &Manifest, a: &Assessment) {
             groups.entry(key).or_default().push(&c.text);
         }
         for key in order {
-            println!("  {} — {}:", key.0, key.1);
+            println!("  {} — {}:", short(key.0), key.1);
             for t in &groups[&key] {
                 println!("    - {t}");
             }
@@ -104,7 +108,7 @@ fn print_human(m: &Manifest, a: &Assessment) {
     if !a.facts.is_empty() {
         println!("\nfacts, and where each came from:");
         for f in &a.facts {
-            println!("  {}: {}", f.subject, f.fact);
+            println!("  {}: {}", short(&f.subject), f.fact);
             println!("      from {}", f.origin);
         }
     }
