@@ -10,7 +10,8 @@
 //! - a dataset folder or file: `SOURCE.md` (herd's note of where data came from: its licence
 //!   sentences, scoped to code or data as they say; names of models whose outputs it holds;
 //!   "non-commercial", "evaluation only"), `LICENSE`-like files and a dataset card's front
-//!   matter — for a file, those beside it (or up to two folders up);
+//!   matter — for a file or a sub-folder without them, those of the folders above (two at
+//!   most);
 //! - a lineage manifest (`*.json` with `"schema": "herd-lineage"`).
 //!
 //! A file that cannot be read or parsed becomes a [`Problem`] of the artefact (so the verdict
@@ -32,7 +33,8 @@ use crate::{Error, Result, frontmatter, names};
 /// Notices shorter than this many words are read as statements ("This data is licensed under
 /// CC BY-NC 4.0") when they are no licence text herd knows.
 const SHORT_NOTICE_WORDS: usize = 80;
-/// How many folders above a data file herd looks for its `SOURCE.md`, `LICENSE` or card.
+/// How many folders, from a data file's or sub-folder's own up, herd looks in for a
+/// `SOURCE.md`, `LICENSE` or card.
 const DATA_FILE_LEVELS: usize = 3;
 
 /// Everything herd can find out about `path`, as a manifest (method `found` unless herd
@@ -50,11 +52,16 @@ pub fn detect(path: &Path) -> Result<Manifest> {
     if lower.ends_with(".json") && is_manifest_file(path) {
         return Manifest::read(path);
     }
-    if is_licence_file(&name) || matches!(lower.as_str(), "source.md" | "readme.md") {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            return detect_dir(dir);
-        }
-        return detect_dir(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // A card, licence file or a file of a model folder (weights, config) stands for its folder.
+    if is_licence_file(&name)
+        || matches!(lower.as_str(), "source.md" | "readme.md")
+        || is_model_dir(dir)
+    {
+        return detect_dir(dir);
     }
     detect_data_file(path)
 }
@@ -473,9 +480,7 @@ fn detect_dir(dir: &Path) -> Result<Manifest> {
         add_folder_files(&mut m, dir);
         return Ok(m);
     }
-    let mut m = Manifest::found(Kind::Dataset, component);
-    add_data_folder_files(&mut m, dir);
-    Ok(m)
+    data_facts_from(Manifest::found(Kind::Dataset, component), dir.to_path_buf())
 }
 
 fn add_data_folder_files(m: &mut Manifest, dir: &Path) {
@@ -495,7 +500,7 @@ fn add_data_folder_files(m: &mut Manifest, dir: &Path) {
 }
 
 fn detect_data_file(path: &Path) -> Result<Manifest> {
-    let mut m = Manifest::found(
+    let m = Manifest::found(
         Kind::Dataset,
         Component {
             name: file_name(path),
@@ -503,14 +508,20 @@ fn detect_data_file(path: &Path) -> Result<Manifest> {
             ..Default::default()
         },
     );
-    let mut dir = match path.parent() {
+    let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    data_facts_from(m, dir)
+}
+
+/// Adds the facts of `dir` to a dataset (or a file or sub-folder of one); where `dir` has
+/// none, those of the folders above it, [`DATA_FILE_LEVELS`] at most. A manifest found on
+/// the way describes the dataset the thing belongs to.
+fn data_facts_from(mut m: Manifest, mut dir: PathBuf) -> Result<Manifest> {
     for _ in 0..DATA_FILE_LEVELS {
         let lineage = dir.join(manifest::FILE_NAME);
         if lineage.is_file() {
-            // The folder's manifest describes the dataset this file belongs to.
             return Manifest::read(&lineage);
         }
         add_data_folder_files(&mut m, &dir);

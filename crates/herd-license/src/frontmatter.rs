@@ -221,6 +221,25 @@ mod tests {
     }
 
     #[test]
+    fn odd_input_is_an_answer_not_a_panic() {
+        for text in [
+            "---\n-\n---\n",
+            "---\nkey: \"\n---\n",
+            "---\n'\n---\n",
+            "---\nlicense: é\n  - ü\n---\n",
+            "---\n:\n---\n",
+            "---\nlicense: [\n---\n",
+            "---\n---\n",
+            "---",
+            "\u{feff}---\nlicense: mit\n---\n",
+        ] {
+            let _ = parse(text);
+        }
+        let fm = parse("\u{feff}---\nlicense: mit\n---\n").unwrap().unwrap();
+        assert_eq!(fm.get("license").unwrap().0.strings(), ["mit"]);
+    }
+
+    #[test]
     fn render_then_parse_round_trips() {
         let fields = vec![
             ("license".to_string(), Value::Str("other".into())),

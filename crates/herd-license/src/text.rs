@@ -517,7 +517,9 @@ pub fn recognise(text: &str) -> Recognition {
             };
         }
     }
-    let (best, score) = scored[0];
+    let Some(&(best, score)) = scored.first() else {
+        return Recognition::Unrecognised { closest: None };
+    };
     if score >= RESEMBLE_THRESHOLD {
         return Recognition::Changed {
             closest: best.reference.id,

@@ -293,12 +293,16 @@ fn hh_rlhf_is_mit_and_allowed() {
 }
 
 #[test]
-fn a_data_file_takes_the_facts_of_its_folder() {
+fn a_data_file_or_sub_folder_takes_the_facts_of_its_dataset() {
     let m = detect(&shared().join("data/cmmlu/test/agronomy.csv")).unwrap();
     assert_eq!(m.artefact.name, "agronomy.csv");
     assert_eq!(assess(&m).verdict, Verdict::NotAllowed);
     let m = detect(&shared().join("data/gsm8k/test.jsonl")).unwrap();
     assert_eq!(assess(&m).verdict, Verdict::Allowed);
+    // A sub-folder of a dataset too.
+    let m = detect(&shared().join("data/cmmlu/test")).unwrap();
+    assert_eq!(m.artefact.name, "test");
+    assert_eq!(assess(&m).verdict, Verdict::NotAllowed);
 }
 
 #[test]
