@@ -215,3 +215,38 @@ fn card_license_other_with_a_name_is_read_by_its_name() {
             .any(|c| c.text.contains("Built with Meta Llama 3"))
     );
 }
+
+#[test]
+fn a_short_licence_notice_is_read_as_a_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.jsonl"), "{}\n").unwrap();
+    std::fs::write(
+        dir.path().join("LICENSE.txt"),
+        "The data in this folder is licensed under CC BY-NC 4.0.\n",
+    )
+    .unwrap();
+    let m = detect(dir.path()).unwrap();
+    let l = &m.artefact.facts.licences[0];
+    assert_eq!(l.id.as_deref(), Some("CC-BY-NC-4.0"));
+    assert_eq!(l.scope, herd_license::Scope::Data);
+    assert_eq!(l.evidence, herd_license::Evidence::Statement);
+    assert_eq!(assess(&m).verdict, Verdict::NotAllowed);
+}
+
+#[test]
+fn a_code_only_licence_leaves_the_data_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.jsonl"), "{}\n").unwrap();
+    std::fs::write(
+        dir.path().join("SOURCE.md"),
+        "# Some data\n- License: code MIT; the data licence is not stated.\n",
+    )
+    .unwrap();
+    let a = assess(&detect(dir.path()).unwrap());
+    assert_eq!(a.verdict, Verdict::Unknown);
+    assert!(
+        a.reasons[0].text.contains("only licences for other parts"),
+        "{:#?}",
+        a.reasons
+    );
+}

@@ -176,3 +176,18 @@ fn unrelated_text_is_unrecognised() {
         Recognition::Unrecognised { closest: None }
     ));
 }
+
+#[test]
+fn the_qwen_research_licence_is_recognised_by_its_markers_and_is_non_commercial() {
+    let text = "Qwen RESEARCH LICENSE AGREEMENT\n... You may use the Materials solely for \
+        Non-Commercial purposes ...";
+    assert!(matches!(
+        recognise(text),
+        Recognition::Markers {
+            id: "qwen-research",
+            ..
+        }
+    ));
+    let t = herd_license::catalogue::lookup("qwen-research").unwrap();
+    assert_eq!(t.commercial, herd_license::Commercial::NotAllowed);
+}
