@@ -39,6 +39,8 @@ enum Cmd {
     Pull(cmd::hub::PullArgs),
     /// List the models in the cache with size, architecture, quantization and licence.
     List(cmd::hub::ListArgs),
+    /// May it be used commercially? The verdict over a model's or dataset's whole lineage.
+    License(cmd::license::Args),
 }
 
 fn main() {
@@ -54,6 +56,7 @@ fn main() {
         Cmd::Convert(a) => cmd::convert::run(a),
         Cmd::Pull(a) => cmd::hub::pull(a),
         Cmd::List(a) => cmd::hub::list(a),
+        Cmd::License(a) => cmd::license::run(a),
     };
     if let Err(e) = res {
         eprintln!("herd: error: {e:#}");

@@ -3,6 +3,7 @@ pub mod chat;
 pub mod convert;
 pub mod hub;
 pub mod info;
+pub mod license;
 pub mod logits;
 pub mod run;
 pub mod sampling;
