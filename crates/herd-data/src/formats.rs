@@ -105,8 +105,11 @@ pub struct Dataset {
     pub skipped: Vec<RowError>,
 }
 
+/// A record's byte offset and its value, or why it does not parse.
+type Record = (usize, std::result::Result<Value, String>);
+
 /// Byte offsets and values of the records of a JSON array or of JSON lines.
-fn records(path: &Path, text: &str) -> Result<Vec<(usize, std::result::Result<Value, String>)>> {
+fn records(path: &Path, text: &str) -> Result<Vec<Record>> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
         let start = text.len() - trimmed.len();
@@ -135,10 +138,7 @@ fn records(path: &Path, text: &str) -> Result<Vec<(usize, std::result::Result<Va
 
 /// The elements of the top-level array starting at `start`, each parsed on its own so that a
 /// broken element is reported where it is and the rest are still read.
-fn split_array(
-    text: &str,
-    start: usize,
-) -> std::result::Result<Vec<(usize, std::result::Result<Value, String>)>, (usize, String)> {
+fn split_array(text: &str, start: usize) -> std::result::Result<Vec<Record>, (usize, String)> {
     let b = text.as_bytes();
     let mut out = vec![];
     let (mut depth, mut in_str, mut esc) = (0usize, false, false);

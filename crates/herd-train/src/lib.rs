@@ -7,8 +7,10 @@
 
 pub mod adapter;
 pub mod loss;
+pub mod merge;
 pub mod model;
 pub mod optim;
+pub mod trainer;
 
 pub use model::{LoraConfig, Method, TrainModel};
 

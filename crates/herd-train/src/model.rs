@@ -51,6 +51,9 @@ pub struct Param {
     pub var: Var,
 }
 
+/// A parameter's name, shape and values.
+pub type NamedValues = (String, Vec<usize>, Vec<f32>);
+
 pub struct TrainModel {
     pub model: RefModel,
     pub params: Vec<Param>,
@@ -277,7 +280,8 @@ impl TrainModel {
         Ok(())
     }
 
-    pub fn values(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    /// Each trainable parameter as (name, shape, values).
+    pub fn values(&self) -> Result<Vec<NamedValues>> {
         self.params
             .iter()
             .map(|p| {

@@ -134,51 +134,6 @@ pub fn clip_grad_norm(grads: &mut [Vec<f32>], max_norm: f64) -> f64 {
     total
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedules_match_hugging_faces_definitions() {
-        // get_linear_schedule_with_warmup(warmup=2, total=10)
-        let lin: Vec<f64> = (0..11).map(|s| Schedule::Linear.factor(s, 2, 10)).collect();
-        assert_eq!(lin[..3], [0.0, 0.5, 1.0]);
-        assert!((lin[6] - 0.5).abs() < 1e-12 && lin[10] == 0.0);
-        // get_cosine_schedule_with_warmup: halfway through the decay the factor is 0.5
-        assert!((Schedule::Cosine.factor(6, 2, 10) - 0.5).abs() < 1e-12);
-        assert!((Schedule::Cosine.factor(2, 2, 10) - 1.0).abs() < 1e-12);
-        assert_eq!(Schedule::Constant.factor(5, 0, 10), 1.0);
-    }
-
-    #[test]
-    fn clipping_scales_to_the_maximum_norm() {
-        let mut g = vec![vec![3.0f32], vec![4.0f32]];
-        let n = clip_grad_norm(&mut g, 1.0);
-        assert!((n - 5.0).abs() < 1e-9);
-        assert!((g[0][0] - 0.6).abs() < 1e-6 && (g[1][0] - 0.8).abs() < 1e-6);
-        let mut small = vec![vec![0.1f32]];
-        clip_grad_norm(&mut small, 1.0);
-        assert_eq!(small[0][0], 0.1);
-    }
-
-    #[test]
-    fn the_first_adamw_step_moves_by_the_learning_rate() {
-        // With bias correction the first step is lr · sign(g) (up to eps), after decay.
-        let mut p = vec![1.0f32, -2.0];
-        let mut st = Moments::default();
-        let cfg = AdamWConfig {
-            lr: 0.1,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
-        adamw_step(&mut p, &[0.5, -3.0], &mut st, &cfg, 0.1, 1);
-        assert!(
-            (p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6,
-            "{p:?}"
-        );
-    }
-}
-
 /// Gradients of `loss` for every parameter of `tm`, scaled by `scale`, as f32 vectors in
 /// parameter order (zeros for a parameter the loss does not reach).
 pub fn gradients(
@@ -224,4 +179,49 @@ pub fn apply(
         )?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_match_hugging_faces_definitions() {
+        // get_linear_schedule_with_warmup(warmup=2, total=10)
+        let lin: Vec<f64> = (0..11).map(|s| Schedule::Linear.factor(s, 2, 10)).collect();
+        assert_eq!(lin[..3], [0.0, 0.5, 1.0]);
+        assert!((lin[6] - 0.5).abs() < 1e-12 && lin[10] == 0.0);
+        // get_cosine_schedule_with_warmup: halfway through the decay the factor is 0.5
+        assert!((Schedule::Cosine.factor(6, 2, 10) - 0.5).abs() < 1e-12);
+        assert!((Schedule::Cosine.factor(2, 2, 10) - 1.0).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.factor(5, 0, 10), 1.0);
+    }
+
+    #[test]
+    fn clipping_scales_to_the_maximum_norm() {
+        let mut g = vec![vec![3.0f32], vec![4.0f32]];
+        let n = clip_grad_norm(&mut g, 1.0);
+        assert!((n - 5.0).abs() < 1e-9);
+        assert!((g[0][0] - 0.6).abs() < 1e-6 && (g[1][0] - 0.8).abs() < 1e-6);
+        let mut small = vec![vec![0.1f32]];
+        clip_grad_norm(&mut small, 1.0);
+        assert_eq!(small[0][0], 0.1);
+    }
+
+    #[test]
+    fn the_first_adamw_step_moves_by_the_learning_rate() {
+        // With bias correction the first step is lr · sign(g) (up to eps), after decay.
+        let mut p = vec![1.0f32, -2.0];
+        let mut st = Moments::default();
+        let cfg = AdamWConfig {
+            lr: 0.1,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        adamw_step(&mut p, &[0.5, -3.0], &mut st, &cfg, 0.1, 1);
+        assert!(
+            (p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6,
+            "{p:?}"
+        );
+    }
 }
