@@ -7,6 +7,7 @@
 
 pub mod dequant;
 pub mod dot;
+mod gemm;
 pub mod matmul;
 pub mod pool;
 pub mod quantize;
@@ -17,4 +18,5 @@ pub use dequant::dequantize_row;
 pub use matmul::{WeightRef, matmul};
 pub use pool::ThreadPool;
 pub use quantize::quantize_row;
+pub use simd::Isa;
 pub use types::{GgmlType, QK_K};
