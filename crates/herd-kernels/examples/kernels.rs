@@ -15,7 +15,8 @@
 //!
 //! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
-//! projection at n = 1).
+//! projection at n = 1) `--cpu` (single-threaded rows timed by the thread's CPU time) `--min` (minimum of the
+//! repeats instead of the median): both for tuning on a busy machine.
 
 use std::time::Instant;
 
@@ -76,6 +77,7 @@ struct Opts {
     scalar_n: usize,
     scalar: bool,
     head: bool,
+    cpu: bool,
 }
 
 fn parse() -> Opts {
@@ -92,6 +94,7 @@ fn parse() -> Opts {
         scalar_n: 32,
         scalar: true,
         head: false,
+        cpu: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -115,6 +118,14 @@ fn parse() -> Opts {
                 o.scalar = false;
                 i -= 1;
             }
+            "--min" => {
+                USE_MIN.store(true, std::sync::atomic::Ordering::Relaxed);
+                i -= 1;
+            }
+            "--cpu" => {
+                o.cpu = true;
+                i -= 1;
+            }
             "--head" => {
                 o.head = true;
                 i -= 1;
@@ -124,6 +135,14 @@ fn parse() -> Opts {
         i += 2;
     }
     o
+}
+
+/// Nanoseconds this thread has run on a CPU (Linux schedstat), or 0 where unavailable.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A small, fast PRNG (xorshift64*).
@@ -176,13 +195,24 @@ fn random_matrix(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8
     w
 }
 
+/// The median of the repeats, or their minimum with `--min` (for tuning compute-bound
+/// kernels on a busy machine, where interference only ever adds time).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    if USE_MIN.load(std::sync::atomic::Ordering::Relaxed) {
+        v[0]
+    } else {
+        v[v.len() / 2]
+    }
 }
+
+static USE_MIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Bench<'a> {
     pool: &'a ThreadPool,
+    /// Time by this thread's CPU time instead of the wall clock (single-threaded runs on a
+    /// busy machine: time spent descheduled is not the kernel's).
+    cpu: bool,
     scratch: Vec<u8>,
     y: Vec<f32>,
 }
@@ -197,7 +227,7 @@ impl Bench<'_> {
         x: &[f32],
         n: usize,
     ) -> f64 {
-        let start = Instant::now();
+        let (start, cpu0) = (Instant::now(), thread_cpu_ns());
         for (rows, cols, data) in set {
             let w = WeightRef {
                 dtype: t,
@@ -208,7 +238,11 @@ impl Bench<'_> {
             let y = &mut self.y[..n * rows];
             matmul_with(isa, self.pool, w, &x[..n * cols], n, y, &mut self.scratch);
         }
-        start.elapsed().as_secs_f64()
+        if self.cpu {
+            (thread_cpu_ns() - cpu0) as f64 * 1e-9
+        } else {
+            start.elapsed().as_secs_f64()
+        }
     }
 }
 
@@ -242,6 +276,14 @@ fn main() {
             .map(|_| rng.float())
             .collect();
         for &t in &o.types {
+            if m.layer().iter().any(|&(_, c)| t.row_bytes(c).is_none()) {
+                // As in real files: llama.cpp stores such tensors in another type.
+                println!(
+                    "| {} | {t} | - | rows of {} are not whole {t} blocks | | | | |",
+                    m.name, m.hidden
+                );
+                continue;
+            }
             let layer: Vec<(usize, usize, Vec<u8>)> = m
                 .layer()
                 .into_iter()
@@ -263,6 +305,7 @@ fn main() {
                 let pool = ThreadPool::new(th);
                 let mut b = Bench {
                     pool: &pool,
+                    cpu: o.cpu && th == 1,
                     scratch: Vec::new(),
                     y: vec![0f32; o.n.max(o.scalar_n) * maxrows],
                 };
@@ -325,6 +368,7 @@ fn main() {
                     let pool = ThreadPool::new(th);
                     let mut b = Bench {
                         pool: &pool,
+                        cpu: o.cpu && th == 1,
                         scratch: Vec::new(),
                         y: vec![0f32; m.vocab],
                     };

@@ -86,8 +86,12 @@ fn matmul_edges_and_thread_counts() {
             }
         }
     }
+    // Enough tokens for the packed float kernel, with row and token counts off its tile.
+    for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_1] {
+        check(t, 37, 64, 45, 2);
+    }
     // Float rows that are not a multiple of 8 long take the scalar tail of the tiles.
-    for n in [1, 4] {
+    for n in [1, 4, 40] {
         check(GgmlType::F32, 7, 45, n, 2);
         check(GgmlType::F16, 5, 13, n, 1);
     }

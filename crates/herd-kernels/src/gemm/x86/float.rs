@@ -1,28 +1,39 @@
-//! Float weights (F32, F16, BF16) × f32 activations: tiles of 4 rows × 3 tokens.
+//! Float weights (F32, F16, BF16) × f32 activations.
 //!
-//! Each step loads eight elements of 3 activation rows and of 4 weight rows (widening halves
-//! to f32) and makes 12 FMAs into 12 accumulators: 7 loads feed 12 FMAs, and with the 3
-//! activation vectors held the tile uses 16 registers. No packing: the weight bytes are read
-//! where they lie.
+//! - Few tokens: dot-product tiles of 3 rows × 3 tokens, eight lanes along the row, straight
+//!   from the weight bytes: each step loads eight elements of 3 activation and 3 weight rows
+//!   (widening halves) for 9 FMAs. (4 × 3 needs 17 registers and spills an accumulator.)
+//! - Many tokens: weights packed as f32 panels of 16 rows (`[k][16]`, converted once), and a
+//!   16 × 6 outer-product kernel: per element, two panel loads and six broadcast activations
+//!   feed 12 FMAs into 12 accumulators, with no horizontal sums at the end.
 
 use std::arch::x86_64::*;
 
-use super::BLOCK_BYTES;
+use super::{BLOCK_BYTES, drive_packed, transpose8};
 use crate::matmul::{Prepared, SharedMut, WeightRef};
 use crate::pool::{ThreadPool, chunk};
 use crate::simd::x86::float::{Bf16, F16, F32, Lanes};
 use crate::simd::x86::hsum_ps;
 use crate::types::GgmlType;
 
-const RM: usize = 4;
+const RM: usize = 3;
 const RN: usize = 3;
+/// Tokens from which packing the weights pays.
+const PACK_MIN: usize = 32;
+/// Panel vectors (16 rows) and tokens of the packed kernel.
+const PV: usize = 2;
+const PRN: usize = 6;
 
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `x` must hold f32 rows (`x.f32s`) of `w.cols`.
 pub(super) unsafe fn run(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &mut [f32]) {
     // SAFETY: forwarded to the caller.
     unsafe {
+        let packed = x.n >= PACK_MIN;
         match w.dtype {
+            GgmlType::F32 if packed => go_packed::<F32>(pool, w, x, y),
+            GgmlType::F16 if packed => go_packed::<F16>(pool, w, x, y),
+            GgmlType::BF16 if packed => go_packed::<Bf16>(pool, w, x, y),
             GgmlType::F32 => go::<F32>(pool, w, x, y),
             GgmlType::F16 => go::<F16>(pool, w, x, y),
             GgmlType::BF16 => go::<Bf16>(pool, w, x, y),
@@ -155,4 +166,131 @@ unsafe fn tile<W: Lanes, const M: usize, const N: usize>(
             unsafe { *y.add(j * ys + i) = s };
         }
     }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn go_packed<W: Lanes>(
+    pool: &ThreadPool,
+    w: WeightRef<'_>,
+    x: &Prepared<'_>,
+    y: &mut [f32],
+) {
+    let (rows, k) = (w.rows, w.cols);
+    assert_eq!(x.f32s.len(), x.n * k, "float tiles need f32 activations");
+    let (rb, data, xs) = (w.row_bytes(), w.data, x.f32s);
+    // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
+    // `x.n`; `pack` writes one panel of `64 * k` bytes.
+    unsafe {
+        drive_packed::<PV, PRN>(
+            pool,
+            rows,
+            x.n,
+            y,
+            64 * k,
+            |r0, dst| pack::<W>(data.as_ptr(), rows, rb, k, r0, dst),
+            |panel, t0, rn| kern_any(panel, k, xs.as_ptr().add(t0 * k), rn),
+        )
+    }
+}
+
+/// Packs rows `r0..r0 + 16` (zeros past `rows`) as f32 `[k][16]` at `dst`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `data` holds `rows` rows of `rb` bytes (`k`
+/// elements) and `dst` has room for `64 * k` bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack<W: Lanes>(
+    data: *const u8,
+    rows: usize,
+    rb: usize,
+    k: usize,
+    r0: usize,
+    dst: *mut u8,
+) {
+    let k8 = k - k % 8;
+    for h in 0..PV {
+        let first = r0 + 8 * h;
+        let live = rows.saturating_sub(first).min(8);
+        let mut e = 0;
+        while e < k8 {
+            let v: [__m256i; 8] = std::array::from_fn(|r| {
+                if r < live {
+                    // SAFETY: row `first + r < rows`, elements `e..e + 8 <= k`.
+                    _mm256_castps_si256(unsafe {
+                        W::load8(data.add((first + r) * rb + e * W::SIZE))
+                    })
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
+            for (kk, t) in transpose8(v).iter().enumerate() {
+                // SAFETY: element `e + kk < k` of the panel, half `h`.
+                unsafe { _mm256_storeu_si256(dst.add((e + kk) * 64 + 32 * h).cast(), *t) };
+            }
+            e += 8;
+        }
+        for e in k8..k {
+            for r in 0..8 {
+                // SAFETY: as above, one element at a time.
+                unsafe {
+                    let v = if r < live {
+                        W::get(data.add((first + r) * rb), e)
+                    } else {
+                        0.0
+                    };
+                    dst.add(e * 64 + 4 * (8 * h + r))
+                        .cast::<f32>()
+                        .write_unaligned(v);
+                }
+            }
+        }
+    }
+}
+
+/// [`kern`] for `rn` tokens at run time.
+///
+/// # Safety
+/// As [`kern`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern_any(panel: *const u8, k: usize, x: *const f32, rn: usize) -> [[__m256; PV]; PRN] {
+    let mut out = [[_mm256_setzero_ps(); PV]; PRN];
+    macro_rules! widths {
+        ($($n:literal),*) => {
+            match rn {
+                // SAFETY: forwarded to the caller.
+                $($n => out[..$n].copy_from_slice(&unsafe { kern::<$n>(panel, k, x) }),)*
+                _ => unreachable!("{rn} tokens"),
+            }
+        };
+    }
+    widths!(1, 2, 3, 4, 5, 6);
+    out
+}
+
+/// `[j][v]` lane `r`: panel row `8v + r` · token `j`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements and `x` `N` token
+/// rows of `k` f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern<const N: usize>(panel: *const u8, k: usize, x: *const f32) -> [[__m256; PV]; N] {
+    let mut acc = [[_mm256_setzero_ps(); PV]; N];
+    let rows: [*const f32; N] = std::array::from_fn(|j| x.wrapping_add(j * k));
+    let mut p = panel;
+    for e in 0..k {
+        // SAFETY: element `e < k` of the panel (at `p`) and of each token row.
+        unsafe {
+            let w0 = _mm256_loadu_ps(p.cast());
+            let w1 = _mm256_loadu_ps(p.add(32).cast());
+            for (a, r) in acc.iter_mut().zip(&rows) {
+                let xv = _mm256_set1_ps(*r.add(e));
+                a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
+                a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
+            }
+            p = p.add(64);
+        }
+    }
+    acc
 }

@@ -53,26 +53,27 @@ thread_local! {
 
 /// Drives a packed kernel over the whole product.
 ///
-/// Thread `ith` takes a contiguous range of 8-row panels; it packs as many as fit in
-/// [`BLOCK_BYTES`] with `pack(first_row, dst)`, then for every group of up to `RN` tokens
-/// calls `kern(panel, first_token, tokens)` on each of those panels, whose result lane `r` of
-/// vector `j` is `y[first_token + j][first_row + r]`.
+/// Panels are `8·V` rows. Thread `ith` takes a contiguous range of panels; it packs as many
+/// as fit in [`BLOCK_BYTES`] with `pack(first_row, dst)`, then for every group of up to `RN`
+/// tokens calls `kern(panel, first_token, tokens)` on each of those panels, whose result
+/// `[j][v]` lane `r` is `y[first_token + j][first_row + 8v + r]`.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C. `pack` must write at most `panel_bytes` bytes, and
 /// `kern` must only read the panel and the activations of the tokens it is given.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn drive_packed<const RN: usize>(
+pub(super) unsafe fn drive_packed<const V: usize, const RN: usize>(
     pool: &ThreadPool,
     rows: usize,
     n: usize,
     y: &mut [f32],
     panel_bytes: usize,
     pack: impl Fn(usize, *mut u8) + Sync,
-    kern: impl Fn(*const u8, usize, usize) -> [__m256; RN] + Sync,
+    kern: impl Fn(*const u8, usize, usize) -> [[__m256; V]; RN] + Sync,
 ) {
     let out = SharedMut(y.as_mut_ptr());
-    let panels = rows.div_ceil(PANEL);
+    let prows = 8 * V;
+    let panels = rows.div_ceil(prows);
     let per_block = (BLOCK_BYTES / panel_bytes).max(1);
     pool.run(|ith, nth| {
         let mine = chunk(panels, ith, nth);
@@ -92,26 +93,31 @@ pub(super) unsafe fn drive_packed<const RN: usize>(
                 let count = per_block.min(mine.end - p0);
                 for p in 0..count {
                     // The buffer holds `per_block` panels.
-                    pack(PANEL * (p0 + p), base.wrapping_add(p * panel_bytes));
+                    pack(prows * (p0 + p), base.wrapping_add(p * panel_bytes));
                 }
                 let mut t0 = 0;
                 while t0 < n {
                     let rn = RN.min(n - t0);
                     for p in 0..count {
                         let acc = kern(base.wrapping_add(p * panel_bytes), t0, rn);
-                        let r0 = PANEL * (p0 + p);
-                        let valid = PANEL.min(rows - r0);
-                        for (j, v) in acc.iter().enumerate().take(rn) {
-                            let dst = out.at((t0 + j) * rows + r0);
-                            // SAFETY: thread `ith` alone writes rows `r0..r0 + valid` of `y`
-                            // (its panels), and `(t0 + j) * rows + r0 + valid <= y.len()`.
-                            unsafe {
-                                if valid == PANEL {
-                                    _mm256_storeu_ps(dst, *v);
-                                } else {
-                                    let mut tmp = [0f32; PANEL];
-                                    _mm256_storeu_ps(tmp.as_mut_ptr(), *v);
-                                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, valid);
+                        for (j, vs) in acc.iter().enumerate().take(rn) {
+                            for (v, x) in vs.iter().enumerate() {
+                                let r0 = prows * (p0 + p) + 8 * v;
+                                if r0 >= rows {
+                                    break;
+                                }
+                                let valid = 8.min(rows - r0);
+                                let dst = out.at((t0 + j) * rows + r0);
+                                // SAFETY: thread `ith` alone writes rows `r0..r0 + valid` of
+                                // `y` (its panels); `(t0 + j) * rows + r0 + valid <= y.len()`.
+                                unsafe {
+                                    if valid == 8 {
+                                        _mm256_storeu_ps(dst, *x);
+                                    } else {
+                                        let mut tmp = [0f32; 8];
+                                        _mm256_storeu_ps(tmp.as_mut_ptr(), *x);
+                                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, valid);
+                                    }
                                 }
                             }
                         }

@@ -67,7 +67,7 @@ pub(super) unsafe fn run<const K: u8>(
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
-        drive_packed::<RN>(
+        drive_packed::<1, RN>(
             pool,
             rows,
             x.n,
@@ -176,7 +176,7 @@ unsafe fn kern_any<const K: u8>(
     aux: *const u8,
     auxrb: usize,
     rn: usize,
-) -> [__m256; RN] {
+) -> [[__m256; 1]; RN] {
     let mut out = [_mm256_setzero_ps(); RN];
     // SAFETY: forwarded to the caller.
     unsafe {
@@ -187,7 +187,7 @@ unsafe fn kern_any<const K: u8>(
             _ => out[..1].copy_from_slice(&kern::<K, 1>(panel, nb, a, arb, aux, auxrb)),
         }
     }
-    out
+    out.map(|v| [v])
 }
 
 /// Lane `r` of result `j`: row `r` of the panel · token `j`.
