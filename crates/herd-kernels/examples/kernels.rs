@@ -137,12 +137,32 @@ fn parse() -> Opts {
     o
 }
 
-/// Nanoseconds this thread has run on a CPU (Linux schedstat), or 0 where unavailable.
+/// Nanoseconds this thread has run on a CPU: `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, which
+/// (unlike /proc's schedstat) includes the current time slice. Raw syscall, as the crate has
+/// no libc dependency; 0 elsewhere.
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let mut ts = [0i64; 2];
+        let ret: i64;
+        // SAFETY: clock_gettime(CLOCK_THREAD_CPUTIME_ID = 3, &ts) writes two i64 into `ts`;
+        // the syscall clobbers rcx and r11 only.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") 228i64 => ret,
+                in("rdi") 3i64,
+                in("rsi") ts.as_mut_ptr(),
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        if ret == 0 {
+            return ts[0] as u64 * 1_000_000_000 + ts[1] as u64;
+        }
+    }
+    0
 }
 
 /// A small, fast PRNG (xorshift64*).

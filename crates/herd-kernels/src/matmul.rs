@@ -7,7 +7,7 @@
 //!   several tokens so that each weight block is decoded once per tile, not once per token.
 
 use crate::gemm;
-use crate::pool::{ThreadPool, chunk};
+use crate::pool::ThreadPool;
 use crate::simd::{self, Isa};
 use crate::types::GgmlType;
 
@@ -126,13 +126,11 @@ pub fn prepare_with<'a>(
         }
         let off = scratch.as_ptr().align_offset(64);
         let out = SharedMut(scratch[off..].as_mut_ptr().cast::<f32>());
-        pool.run(|ith, nth| {
-            for i in chunk(n, ith, nth) {
-                // SAFETY: rows `chunk(n, ith, nth)` are disjoint between threads and lie
-                // inside `scratch` (aligned for f32 by `off`), which outlives `run`.
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * cols), cols) };
-                gemm::round_to_half(isa, at, &x[i * cols..(i + 1) * cols], dst);
-            }
+        pool.run_dynamic(n, |i| {
+            // SAFETY: each row `i` is claimed once and lies inside `scratch` (aligned for f32
+            // by `off`), which outlives `run_dynamic`.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.at(i * cols), cols) };
+            gemm::round_to_half(isa, at, &x[i * cols..(i + 1) * cols], dst);
         });
         // SAFETY: `n * cols` f32 were written from the aligned offset; the slice borrows
         // `scratch` for `'a`.
@@ -143,28 +141,26 @@ pub fn prepare_with<'a>(
     let rb = at
         .row_bytes(cols)
         .expect("weight columns are whole blocks (checked at load)");
-    let aux_rb = gemm::aux_row_bytes(isa, wt, n, cols);
+    let aux_rb = gemm::aux_row_bytes(isa, wt, cols);
     let need = n * (rb + aux_rb);
     if scratch.len() < need {
         scratch.resize(need, 0);
     }
     let out = SharedMut(scratch.as_mut_ptr());
-    pool.run(|ith, nth| {
-        for i in chunk(n, ith, nth) {
-            // SAFETY: rows `chunk(n, ith, nth)` of both parts are disjoint between threads
-            // and lie inside `scratch`, which outlives `run`.
-            let (dst, aux) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(out.at(i * rb), rb),
-                    std::slice::from_raw_parts_mut(out.at(n * rb + i * aux_rb), aux_rb),
-                )
-            };
-            let src = &x[i * cols..(i + 1) * cols];
-            if aux_rb > 0 {
-                gemm::quantize_with_aux(isa, at, src, dst, aux);
-            } else {
-                simd::quantize_activations(isa, at, src, dst);
-            }
+    pool.run_dynamic(n, |i| {
+        // SAFETY: each row `i` (of both parts) is claimed once and lies inside `scratch`,
+        // which outlives `run_dynamic`.
+        let (dst, aux) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(out.at(i * rb), rb),
+                std::slice::from_raw_parts_mut(out.at(n * rb + i * aux_rb), aux_rb),
+            )
+        };
+        let src = &x[i * cols..(i + 1) * cols];
+        if aux_rb > 0 {
+            gemm::quantize_with_aux(isa, at, src, dst, aux);
+        } else {
+            simd::quantize_activations(isa, at, src, dst);
         }
     });
     let (bytes, aux) = scratch[..need].split_at(n * rb);
@@ -195,17 +191,29 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     } else {
         (None, Some(simd::quant_dot(x.isa, w.dtype)))
     };
-    let rb = x.row_bytes();
-    pool.run(|ith, nth| {
-        for r in chunk(rows, ith, nth) {
+    let adot = match x.aux.is_empty() {
+        true => None,
+        false => simd::quant_dot_aux(x.isa, w.dtype),
+    };
+    let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
+    // Contiguous runs of rows, claimed by whichever thread is free; several per thread so a
+    // thread slowed by other work on its core hands the rest over.
+    let per = (rows / (8 * pool.n_threads())).clamp(16, 256);
+    pool.run_dynamic(rows.div_ceil(per), |c| {
+        for r in c * per..rows.min((c + 1) * per) {
             let wr = w.row(r);
             for i in 0..n {
-                let v = match (fdot, qdot) {
-                    (Some(f), _) => f(wr, &x.f32s[i * x.cols..(i + 1) * x.cols]),
-                    (_, Some(q)) => q(wr, &x.bytes[i * rb..(i + 1) * rb]),
+                let v = match (fdot, qdot, adot) {
+                    (Some(f), _, _) => f(wr, &x.f32s[i * x.cols..(i + 1) * x.cols]),
+                    (_, _, Some(a)) => a(
+                        wr,
+                        &x.bytes[i * rb..(i + 1) * rb],
+                        &x.aux[i * zb..(i + 1) * zb],
+                    ),
+                    (_, Some(q), _) => q(wr, &x.bytes[i * rb..(i + 1) * rb]),
                     _ => unreachable!(),
                 };
-                // SAFETY: thread `ith` alone writes column block `chunk(rows, ..)` of `y`.
+                // SAFETY: row `r` belongs to one claimed run, so one thread writes its column.
                 unsafe { *out.at(i * rows + r) = v };
             }
         }

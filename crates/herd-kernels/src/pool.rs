@@ -3,6 +3,13 @@
 //! Workers are spawned once and spin briefly before sleeping, so that handing out the ~150
 //! matrix products of one decoded token costs microseconds rather than thread start-ups. The
 //! caller's thread works too: `ThreadPool::new(n)` runs `n` threads in all.
+//!
+//! Two kinds of job:
+//! - [`ThreadPool::run`]: every thread runs `f(ith, nth)` once; the caller waits for all.
+//! - [`ThreadPool::run_dynamic`]: items are claimed from a shared counter by whichever threads
+//!   are running. The caller stops waiting for workers that have not started by the time it
+//!   has claimed the last item, so on a busy machine (a worker descheduled) the product
+//!   degrades to the caller's speed instead of stalling until the worker runs again.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -10,13 +17,26 @@ use std::thread::JoinHandle;
 
 type Job = dyn Fn(usize, usize) + Sync;
 
+/// The job workers may join.
+struct Slot {
+    epoch: usize,
+    /// Valid while `open` (see `run` / `run_dynamic` for how long that is).
+    job: Option<&'static Job>,
+    /// Whether workers may still start the job.
+    open: bool,
+    /// Every worker must run it (`run`) rather than whoever comes (`run_dynamic`).
+    all: bool,
+}
+
 struct Shared {
-    /// Incremented for every job; workers run each epoch once.
+    /// `slot.epoch`, readable without the lock; bumped after the slot is filled.
     epoch: AtomicUsize,
-    /// Workers that have not yet finished the current job.
+    /// `run`: workers that have not yet finished the job.
     pending: AtomicUsize,
-    /// The current job, type-erased; valid while `pending > 0` (see `run`).
-    job: Mutex<Option<&'static Job>>,
+    /// `run_dynamic`: workers inside the job. Incremented only under the slot lock while the
+    /// job is open, so once the caller has closed it the count can only fall.
+    active: AtomicUsize,
+    slot: Mutex<Slot>,
     wake: Condvar,
     sleepers: Mutex<()>,
     stop: AtomicBool,
@@ -38,7 +58,13 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
-            job: Mutex::new(None),
+            active: AtomicUsize::new(0),
+            slot: Mutex::new(Slot {
+                epoch: 0,
+                job: None,
+                open: false,
+                all: false,
+            }),
             wake: Condvar::new(),
             sleepers: Mutex::new(()),
             stop: AtomicBool::new(false),
@@ -63,6 +89,46 @@ impl ThreadPool {
         self.n_threads
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.shared.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `job` the current job and wakes the workers.
+    fn publish(&self, job: &(dyn Fn(usize, usize) + Sync + '_), all: bool) {
+        // SAFETY: the reference is only used by workers that took it from the slot while it
+        // was open; both `run` and `run_dynamic` close the slot and wait for every such worker
+        // to finish before returning, so `job` outlives every use.
+        let job: &'static Job = unsafe {
+            std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job)
+        };
+        if all {
+            self.shared
+                .pending
+                .store(self.n_threads - 1, Ordering::SeqCst);
+        }
+        let epoch = {
+            let mut s = self.slot();
+            s.epoch += 1;
+            s.job = Some(job);
+            s.open = true;
+            s.all = all;
+            s.epoch
+        };
+        let _g = self
+            .shared
+            .sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.shared.epoch.store(epoch, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+    }
+
+    fn close(&self) {
+        let mut s = self.slot();
+        s.open = false;
+        s.job = None;
+    }
+
     /// Runs `f(ith, nth)` on every thread of the pool (`ith` in `0..nth`) and returns when all
     /// have finished.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
@@ -70,28 +136,35 @@ impl ThreadPool {
             f(0, 1);
             return;
         }
-        let job: &(dyn Fn(usize, usize) + Sync + '_) = &f;
-        // SAFETY: the reference is only used by workers between the epoch increment below and
-        // their decrement of `pending`; we wait for `pending == 0` before returning, so `f`
-        // outlives every use.
-        let job: &'static Job = unsafe {
-            std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job)
-        };
-        *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
-        self.shared
-            .pending
-            .store(self.n_threads - 1, Ordering::SeqCst);
-        {
-            let _g = self
-                .shared
-                .sleepers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-            self.shared.wake.notify_all();
-        }
+        self.publish(&f, true);
         f(0, self.n_threads);
         while self.shared.pending.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+        self.close();
+    }
+
+    /// Calls `f(i)` once for every `i` in `0..items`, on whichever threads of the pool are
+    /// free, claiming items in increasing order; returns when all calls have returned.
+    pub fn run_dynamic<F: Fn(usize) + Sync>(&self, items: usize, f: F) {
+        if self.n_threads == 1 || items <= 1 {
+            (0..items).for_each(f);
+            return;
+        }
+        let next = AtomicUsize::new(0);
+        let job = |_: usize, _: usize| {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items {
+                    break;
+                }
+                f(i);
+            }
+        };
+        self.publish(&job, false);
+        job(0, self.n_threads);
+        self.close();
+        while self.shared.active.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
         }
     }
@@ -101,10 +174,9 @@ fn worker(shared: Arc<Shared>, ith: usize, nth: usize) {
     let mut seen = 0usize;
     loop {
         let mut spins = 0;
-        let epoch = loop {
-            let e = shared.epoch.load(Ordering::Acquire);
-            if e != seen {
-                break e;
+        loop {
+            if shared.epoch.load(Ordering::Acquire) != seen {
+                break;
             }
             if shared.stop.load(Ordering::Acquire) {
                 return;
@@ -121,13 +193,24 @@ fn worker(shared: Arc<Shared>, ith: usize, nth: usize) {
                 }
                 spins = 0;
             }
+        }
+        let (epoch, job, all) = {
+            let s = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            let job = if s.open { s.job } else { None };
+            if job.is_some() && !s.all {
+                shared.active.fetch_add(1, Ordering::SeqCst);
+            }
+            (s.epoch, job, s.all)
         };
         seen = epoch;
-        let job = *shared.job.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(job) = job {
             job(ith, nth);
+            if all {
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                shared.active.fetch_sub(1, Ordering::AcqRel);
+            }
         }
-        shared.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -172,6 +255,28 @@ mod tests {
             });
             assert_eq!(hits.load(Ordering::SeqCst), 3);
             assert_eq!(sum.load(Ordering::SeqCst), 3 + 3 * round);
+        }
+    }
+
+    #[test]
+    fn dynamic_jobs_run_every_item_once_between_static_ones() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            for round in 0..300 {
+                let items = round % 17;
+                let hits: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+                pool.run_dynamic(items, |i| {
+                    hits[i].fetch_add(1, Ordering::SeqCst);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+                // A static job right after must still reach every thread exactly once.
+                let ran = AtomicUsize::new(0);
+                pool.run(|_, nth| {
+                    assert_eq!(nth, threads);
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+                assert_eq!(ran.load(Ordering::SeqCst), threads);
+            }
         }
     }
 

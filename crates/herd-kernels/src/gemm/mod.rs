@@ -36,12 +36,12 @@ pub(crate) fn tiled(isa: Isa, wt: GgmlType, n: usize) -> bool {
     isa == Isa::Avx2 && n >= min_tokens(wt) && cfg!(target_arch = "x86_64")
 }
 
-/// Bytes of per-block extras `prepare` must store per activation row for the tiled kernels:
-/// for Q8_0 / Q8_1 activations, each block's scale as f32 and its quant sum (i32, Q8_0) or
-/// stored `d·Σq` (f32, Q8_1), 8 bytes per block. Zero when the tiles do not run or need none.
-pub(crate) fn aux_row_bytes(isa: Isa, wt: GgmlType, n: usize, cols: usize) -> usize {
+/// Bytes of per-block extras `prepare` must store per activation row for the SIMD kernels
+/// (tiled and row): for Q8_0 / Q8_1 activations, each block's scale as f32 and its quant sum
+/// (i32, Q8_0) or stored `d·Σq` (f32, Q8_1), 8 bytes per block. Zero where none are used.
+pub(crate) fn aux_row_bytes(isa: Isa, wt: GgmlType, cols: usize) -> usize {
     match wt.vec_dot_type() {
-        GgmlType::Q8_0 | GgmlType::Q8_1 if tiled(isa, wt, n) => cols / 32 * 8,
+        GgmlType::Q8_0 | GgmlType::Q8_1 if isa == Isa::Avx2 => cols / 32 * 8,
         _ => 0,
     }
 }

@@ -65,6 +65,19 @@ fn detect_hw() -> Isa {
 /// A dot product of a quantised (or F16/BF16) weight row with an activation row in the
 /// weight type's `vec_dot_type`.
 pub type QuantDot = fn(&[u8], &[u8]) -> f32;
+/// A dot product of a quantised weight row with a Q8_0/Q8_1 activation row and its per-block
+/// extras (scale as f32, quant sum): the matrix product's decode kernels.
+pub(crate) type AuxDot = fn(&[u8], &[u8], &[u8]) -> f32;
+
+/// The extras-taking dot product for weights of type `t`, where `isa` has one.
+pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::quant_dot_aux(t),
+        _ => None,
+    }
+}
+
 /// A dot product of a float weight row (F32/F16/BF16 bytes) with f32 activations.
 pub type FloatDot = fn(&[u8], &[f32]) -> f32;
 

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 
 use super::{BLOCK_BYTES, drive_packed, transpose8};
 use crate::matmul::{Prepared, SharedMut, WeightRef};
-use crate::pool::{ThreadPool, chunk};
+use crate::pool::ThreadPool;
 use crate::simd::x86::float::{Bf16, F16, F32, Lanes};
 use crate::simd::x86::hsum_ps;
 use crate::types::GgmlType;
@@ -48,38 +48,36 @@ unsafe fn go<W: Lanes>(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     assert_eq!(x.f32s.len(), n * k, "float tiles need f32 activations");
     let rb = w.row_bytes();
     let units = rows.div_ceil(RM);
-    let per_block = (BLOCK_BYTES / (RM * rb).max(1)).max(1);
+    let per_item = (BLOCK_BYTES / (RM * rb).max(1))
+        .min(units.div_ceil(4 * pool.n_threads()))
+        .max(1);
     let out = SharedMut(y.as_mut_ptr());
     let (wd, xd) = (w.data, x.f32s);
-    pool.run(|ith, nth| {
-        let mine = chunk(units, ith, nth);
-        let mut u0 = mine.start;
-        while u0 < mine.end {
-            let u1 = (u0 + per_block).min(mine.end);
-            let mut t0 = 0;
-            while t0 < n {
-                let rn = RN.min(n - t0);
-                for u in u0..u1 {
-                    let r0 = u * RM;
-                    let rm = RM.min(rows - r0);
-                    // SAFETY: rows `r0..r0 + rm` and tokens `t0..t0 + rn` exist; thread `ith`
-                    // alone writes rows `r0..r0 + rm` of `y`.
-                    unsafe {
-                        tile_any::<W>(
-                            rm,
-                            rn,
-                            wd.as_ptr().add(r0 * rb),
-                            rb,
-                            xd.as_ptr().add(t0 * k),
-                            k,
-                            out.at(t0 * rows + r0),
-                            rows,
-                        )
-                    };
-                }
-                t0 += rn;
+    pool.run_dynamic(units.div_ceil(per_item), |item| {
+        let u0 = item * per_item;
+        let u1 = (u0 + per_item).min(units);
+        let mut t0 = 0;
+        while t0 < n {
+            let rn = RN.min(n - t0);
+            for u in u0..u1 {
+                let r0 = u * RM;
+                let rm = RM.min(rows - r0);
+                // SAFETY: rows `r0..r0 + rm` and tokens `t0..t0 + rn` exist; this item
+                // alone writes rows `r0..r0 + rm` of `y`.
+                unsafe {
+                    tile_any::<W>(
+                        rm,
+                        rn,
+                        wd.as_ptr().add(r0 * rb),
+                        rb,
+                        xd.as_ptr().add(t0 * k),
+                        k,
+                        out.at(t0 * rows + r0),
+                        rows,
+                    )
+                };
             }
-            u0 = u1;
+            t0 += rn;
         }
     });
 }

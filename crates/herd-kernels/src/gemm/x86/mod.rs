@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 use crate::matmul::{Prepared, SharedMut, WeightRef};
-use crate::pool::{ThreadPool, chunk};
+use crate::pool::ThreadPool;
 use crate::types::GgmlType;
 
 /// Weight bytes (raw or packed) a thread keeps hot while all tokens sweep over them: about
@@ -53,10 +53,11 @@ thread_local! {
 
 /// Drives a packed kernel over the whole product.
 ///
-/// Panels are `8·V` rows. Thread `ith` takes a contiguous range of panels; it packs as many
-/// as fit in [`BLOCK_BYTES`] with `pack(first_row, dst)`, then for every group of up to `RN`
-/// tokens calls `kern(panel, first_token, tokens)` on each of those panels, whose result
-/// `[j][v]` lane `r` is `y[first_token + j][first_row + 8v + r]`.
+/// Panels are `8·V` rows. Work items are runs of consecutive panels, claimed by whichever
+/// thread is free; an item packs its panels (at most [`BLOCK_BYTES`]) with
+/// `pack(first_row, dst)`, then for every group of up to `RN` tokens calls
+/// `kern(panel, first_token, tokens)` on each of them, whose result `[j][v]` lane `r` is
+/// `y[first_token + j][first_row + 8v + r]`.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C. `pack` must write at most `panel_bytes` bytes, and
@@ -74,57 +75,53 @@ pub(super) unsafe fn drive_packed<const V: usize, const RN: usize>(
     let out = SharedMut(y.as_mut_ptr());
     let prows = 8 * V;
     let panels = rows.div_ceil(prows);
-    let per_block = (BLOCK_BYTES / panel_bytes).max(1);
-    pool.run(|ith, nth| {
-        let mine = chunk(panels, ith, nth);
-        if mine.is_empty() {
-            return;
-        }
-        let per_block = per_block.min(mine.len());
+    // Panels per work item: what fits the cache, but at least four items per thread so that
+    // a thread slowed by other work on its core hands the rest over.
+    let per_item = (BLOCK_BYTES / panel_bytes)
+        .min(panels.div_ceil(4 * pool.n_threads()))
+        .max(1);
+    pool.run_dynamic(panels.div_ceil(per_item), |item| {
+        let p0 = item * per_item;
+        let count = per_item.min(panels - p0);
         PACK.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let lines = (per_block * panel_bytes).div_ceil(64);
+            let lines = (per_item * panel_bytes).div_ceil(64);
             if buf.len() < lines {
                 buf.resize(lines, Line([0; 64]));
             }
             let base = buf.as_mut_ptr().cast::<u8>();
-            let mut p0 = mine.start;
-            while p0 < mine.end {
-                let count = per_block.min(mine.end - p0);
+            for p in 0..count {
+                // The buffer holds `per_item` panels.
+                pack(prows * (p0 + p), base.wrapping_add(p * panel_bytes));
+            }
+            let mut t0 = 0;
+            while t0 < n {
+                let rn = RN.min(n - t0);
                 for p in 0..count {
-                    // The buffer holds `per_block` panels.
-                    pack(prows * (p0 + p), base.wrapping_add(p * panel_bytes));
-                }
-                let mut t0 = 0;
-                while t0 < n {
-                    let rn = RN.min(n - t0);
-                    for p in 0..count {
-                        let acc = kern(base.wrapping_add(p * panel_bytes), t0, rn);
-                        for (j, vs) in acc.iter().enumerate().take(rn) {
-                            for (v, x) in vs.iter().enumerate() {
-                                let r0 = prows * (p0 + p) + 8 * v;
-                                if r0 >= rows {
-                                    break;
-                                }
-                                let valid = 8.min(rows - r0);
-                                let dst = out.at((t0 + j) * rows + r0);
-                                // SAFETY: thread `ith` alone writes rows `r0..r0 + valid` of
-                                // `y` (its panels); `(t0 + j) * rows + r0 + valid <= y.len()`.
-                                unsafe {
-                                    if valid == 8 {
-                                        _mm256_storeu_ps(dst, *x);
-                                    } else {
-                                        let mut tmp = [0f32; 8];
-                                        _mm256_storeu_ps(tmp.as_mut_ptr(), *x);
-                                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, valid);
-                                    }
+                    let acc = kern(base.wrapping_add(p * panel_bytes), t0, rn);
+                    for (j, vs) in acc.iter().enumerate().take(rn) {
+                        for (v, x) in vs.iter().enumerate() {
+                            let r0 = prows * (p0 + p) + 8 * v;
+                            if r0 >= rows {
+                                break;
+                            }
+                            let valid = 8.min(rows - r0);
+                            let dst = out.at((t0 + j) * rows + r0);
+                            // SAFETY: this item alone writes rows `r0..r0 + valid` of `y` (its
+                            // panels); `(t0 + j) * rows + r0 + valid <= y.len()`.
+                            unsafe {
+                                if valid == 8 {
+                                    _mm256_storeu_ps(dst, *x);
+                                } else {
+                                    let mut tmp = [0f32; 8];
+                                    _mm256_storeu_ps(tmp.as_mut_ptr(), *x);
+                                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, valid);
                                 }
                             }
                         }
                     }
-                    t0 += rn;
                 }
-                p0 += count;
+                t0 += rn;
             }
         });
     });

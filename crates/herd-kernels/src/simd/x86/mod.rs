@@ -76,6 +76,41 @@ pub(crate) fn quant_dot(t: GgmlType) -> QuantDot {
     }
 }
 
+macro_rules! aux_wrappers {
+    ($($name:ident: $t:expr => $imp:path;)*) => {
+        $(
+            fn $name(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+                check($t, w, a);
+                assert_eq!(aux.len(), w.len() / $t.type_size() * 8, "{} dot: aux size", $t);
+                // SAFETY: only handed out by `quant_dot_aux`, whose caller checked that the
+                // CPU has AVX2, FMA and F16C; the lengths were checked just above.
+                unsafe { $imp(w, a, aux) }
+            }
+        )*
+    };
+}
+
+aux_wrappers! {
+    q4_0_aux: GgmlType::Q4_0 => q_small::dot_q4_0_aux;
+    q4_1_aux: GgmlType::Q4_1 => q_small::dot_q4_1_aux;
+    q5_0_aux: GgmlType::Q5_0 => q_small::dot_q5_0_aux;
+    q5_1_aux: GgmlType::Q5_1 => q_small::dot_q5_1_aux;
+    q8_0_aux: GgmlType::Q8_0 => q_small::dot_q8_0_aux;
+}
+
+/// Row dots that also take the activations' per-block extras (see `q_small`), for the types
+/// that have one.
+pub(crate) fn quant_dot_aux(t: GgmlType) -> Option<super::AuxDot> {
+    Some(match t {
+        GgmlType::Q4_0 => q4_0_aux,
+        GgmlType::Q4_1 => q4_1_aux,
+        GgmlType::Q5_0 => q5_0_aux,
+        GgmlType::Q5_1 => q5_1_aux,
+        GgmlType::Q8_0 => q8_0_aux,
+        _ => return None,
+    })
+}
+
 macro_rules! float_wrappers {
     ($($name:ident: $t:expr => $imp:path;)*) => {
         $(
@@ -141,7 +176,21 @@ pub(crate) fn hsum_i32(v: __m256i) -> i32 {
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
     // SAFETY: the caller guarantees two readable bytes.
     let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    // A broadcast, not `_mm_cvtsi32_si128`: for that LLVM may emit `vpinsrw` into whatever
+    // register it has, which made the conversion wait on an unrelated accumulator.
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(bits as i16)))
+}
+
+/// The f16 at `p` as f32 in all eight lanes.
+///
+/// # Safety
+/// `p` must be valid for reading two bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn f16_bcast(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees two readable bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
 }
 
 /// # Safety

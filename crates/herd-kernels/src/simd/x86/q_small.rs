@@ -6,7 +6,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{bytes_from_bits32, dot_i8_i32, dot_u8_i32, f16_at, hsum_ps, load256, nibbles32};
+use super::{
+    bytes_from_bits32, dot_i8_i32, dot_u8_i32, f16_at, f16_bcast, hsum_ps, load256, nibbles32,
+};
 
 /// Σ over blocks of `a·b` for the `(a, b)` that `f(i)` returns for block `i`, into two
 /// accumulators so consecutive blocks do not wait on each other's FMA.
@@ -116,6 +118,120 @@ pub(super) fn dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
         unsafe {
             let (x, y) = (wp.add(34 * i), ap.add(34 * i));
             let d = _mm256_set1_ps(f16_at(x) * f16_at(y));
+            let q = _mm256_cvtepi32_ps(dot_i8_i32(load256(x.add(2)), load256(y.add(2))));
+            (d, q)
+        }
+    })
+}
+
+// ---- with per-block activation extras ----
+//
+// The matrix product's decode path prepares, next to each Q8_0 / Q8_1 activation row, 8 bytes
+// per block: its scale as f32 and its quant sum Σq (i32, Q8_0) or stored d·Σq (f32, Q8_1).
+// With them the 4- and 5-bit kernels multiply the unsigned quants directly (no sign fix-ups)
+// and take the zero point off in integers: Σ(q - z)·a = Σq·a - z·Σa, which is what subtracting
+// z·Σa/8 from each of the eight i32 lanes does (z/8 = 1 or 2).
+
+/// The f32 at `p`.
+///
+/// # Safety
+/// `p` must be valid for reading four bytes.
+#[inline(always)]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: forwarded to the caller.
+    unsafe { p.cast::<f32>().read_unaligned() }
+}
+
+/// Σ(q - 8z')·a for unsigned quants `q` against the Q8_0 quants at `y` whose sum is at `sum`,
+/// `Z` being the zero point over 8 (1 for Q4_0, 2 for Q5_0).
+///
+/// # Safety
+/// `y` must be valid for 32 bytes and `sum` for 4.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn zero_point_dot<const Z: i32>(q: __m256i, y: *const u8, sum: *const u8) -> __m256 {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        let s = dot_u8_i32(q, load256(y));
+        let z = _mm256_set1_epi32(Z * sum.cast::<i32>().read_unaligned());
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(s, z))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    fma_blocks(w.len() / 18, |i| {
+        // SAFETY: block i is within all three rows (checked by the wrapper).
+        unsafe {
+            let (x, y, z) = (wp.add(18 * i), ap.add(34 * i), zp.add(8 * i));
+            let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
+            (
+                d,
+                zero_point_dot::<1>(nibbles32(x.add(2)), y.add(2), z.add(4)),
+            )
+        }
+    })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q5_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    fma_blocks(w.len() / 22, |i| {
+        // SAFETY: block i is within all three rows.
+        unsafe {
+            let (x, y, z) = (wp.add(22 * i), ap.add(34 * i), zp.add(8 * i));
+            let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
+            let hi = _mm256_and_si256(bytes_from_bits32(qh_at(x.add(2))), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles32(x.add(6)), hi);
+            (d, zero_point_dot::<2>(q, y.add(2), z.add(4)))
+        }
+    })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_1_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    let mut mins = 0.0f32;
+    let s = fma_blocks(w.len() / 20, |i| {
+        // SAFETY: block i is within all three rows.
+        unsafe {
+            let (x, y, z) = (wp.add(20 * i), ap.add(36 * i), zp.add(8 * i));
+            mins += f16_at(x.add(2)) * f32_at(z.add(4));
+            let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
+            let q = _mm256_cvtepi32_ps(dot_u8_i32(nibbles32(x.add(4)), load256(y.add(4))));
+            (d, q)
+        }
+    });
+    s + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q5_1_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    let mut mins = 0.0f32;
+    let s = fma_blocks(w.len() / 24, |i| {
+        // SAFETY: block i is within all three rows.
+        unsafe {
+            let (x, y, z) = (wp.add(24 * i), ap.add(36 * i), zp.add(8 * i));
+            mins += f16_at(x.add(2)) * f32_at(z.add(4));
+            let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
+            let hi = _mm256_and_si256(bytes_from_bits32(qh_at(x.add(4))), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles32(x.add(8)), hi);
+            (d, _mm256_cvtepi32_ps(dot_u8_i32(q, load256(y.add(4)))))
+        }
+    });
+    s + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q8_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    fma_blocks(w.len() / 34, |i| {
+        // SAFETY: block i is within all three rows.
+        unsafe {
+            let (x, y, z) = (wp.add(34 * i), ap.add(34 * i), zp.add(8 * i));
+            let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
             let q = _mm256_cvtepi32_ps(dot_i8_i32(load256(x.add(2)), load256(y.add(2))));
             (d, q)
         }
