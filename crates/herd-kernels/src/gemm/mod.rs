@@ -23,11 +23,13 @@ use crate::types::GgmlType;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-/// Smallest token count for which the tiled kernels beat one row dot per token.
+/// Smallest token count for which the tiled kernels beat one row dot per token (measured on
+/// Zen 3: packing a k-quant panel costs more than a 32-element block's, so it pays later).
 fn min_tokens(wt: GgmlType) -> usize {
     match wt {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 2,
-        _ => 4,
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => 4,
+        _ => 8,
     }
 }
 

@@ -152,6 +152,59 @@ fn unit_scale_acts(at: GgmlType, n: usize, seed: u64) -> Vec<u8> {
     a
 }
 
+/// The per-block extras the matrix product prepares for Q8_0/Q8_1 rows: scale as f32, then
+/// Σq as i32 (Q8_0) or the stored d·Σq as f32 (Q8_1).
+fn aux_of(at: GgmlType, a: &[u8]) -> Vec<u8> {
+    let f16 =
+        |b: &[u8], i: usize| half::f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32();
+    let mut aux = Vec::new();
+    for b in a.chunks_exact(at.type_size()) {
+        aux.extend_from_slice(&f16(b, 0).to_le_bytes());
+        if at == GgmlType::Q8_1 {
+            aux.extend_from_slice(&f16(b, 2).to_le_bytes());
+        } else {
+            let s: i32 = b[2..34].iter().map(|&q| q as i8 as i32).sum();
+            aux.extend_from_slice(&s.to_le_bytes());
+        }
+    }
+    aux
+}
+
+#[test]
+fn dots_with_block_extras_match_the_scalar_reference() {
+    for isa in Isa::available() {
+        for t in weight_types() {
+            let Some(f) = quant_dot_aux(isa, t) else {
+                continue;
+            };
+            let at = t.vec_dot_type();
+            for nb in BLOCK_COUNTS {
+                let n = nb * 32;
+                let w = weight_row(t, n, 7 * nb as u64);
+                let mut a = vec![0u8; at.row_bytes(n).unwrap()];
+                scalar_quantize(at, &random_floats(n, 3 + nb as u64), &mut a);
+                let aux = aux_of(at, &a);
+                let want = dot::dot_quant(t, &w, &a) as f64;
+                let scale = abs_sum(t, &w, at, &a, n);
+                let (wb, o) = shifted(&w, 1);
+                let got = f(&wb[o..], &a, &aux) as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * scale + 1e-6,
+                    "{isa:?} {t} nb={nb}: got {got}, want {want}"
+                );
+                // Exact on unit scales.
+                let w = unit_scale_row(t, n, nb as u64);
+                let a = unit_scale_acts(at, n, 5 + nb as u64);
+                assert_eq!(
+                    f(&w, &a, &aux_of(at, &a)),
+                    dot::dot_quant(t, &w, &a),
+                    "{isa:?} {t} nb={nb} (unit scales)"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn integer_parts_are_exact() {
     for isa in Isa::available() {

@@ -3,6 +3,9 @@
 //! Everything here is compiled with `#[target_feature(enable = "avx2,fma,f16c")]` and reached
 //! only through [`quant_dot`] / [`float_dot`] / [`quantize_activations`], which `super` calls
 //! after checking the CPU has those features. The private safe wrappers below rely on that.
+// Kernels walk several arrays (quants, scales, lanes) in lockstep by index; iterator chains
+// would hide which element goes with which.
+#![allow(clippy::needless_range_loop)]
 
 pub(crate) mod act;
 pub(crate) mod float;
