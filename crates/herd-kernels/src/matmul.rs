@@ -64,6 +64,7 @@ pub struct Prepared<'a> {
     pub(crate) f32s: &'a [f32],
     pub(crate) bytes: &'a [u8],
     pub(crate) aux: &'a [u8],
+    pub(crate) aux_kind: gemm::AuxKind,
 }
 
 impl Prepared<'_> {
@@ -111,6 +112,7 @@ pub fn prepare_with<'a>(
         f32s: &[],
         bytes: &[],
         aux: &[],
+        aux_kind: gemm::AuxKind::None,
     };
     if at == GgmlType::F32 {
         return Prepared {
@@ -141,7 +143,8 @@ pub fn prepare_with<'a>(
     let rb = at
         .row_bytes(cols)
         .expect("weight columns are whole blocks (checked at load)");
-    let aux_rb = gemm::aux_row_bytes(isa, wt, cols);
+    let aux_kind = gemm::aux_kind(isa, wt, n);
+    let aux_rb = gemm::aux_row_bytes(aux_kind, cols);
     let need = n * (rb + aux_rb);
     if scratch.len() < need {
         scratch.resize(need, 0);
@@ -157,8 +160,8 @@ pub fn prepare_with<'a>(
             )
         };
         let src = &x[i * cols..(i + 1) * cols];
-        if aux_rb > 0 {
-            gemm::quantize_with_aux(isa, at, src, dst, aux);
+        if aux_kind != gemm::AuxKind::None {
+            gemm::quantize_with_aux(isa, wt, aux_kind, src, dst, aux);
         } else {
             simd::quantize_activations(isa, at, src, dst);
         }
@@ -167,6 +170,7 @@ pub fn prepare_with<'a>(
     Prepared {
         bytes,
         aux,
+        aux_kind,
         ..unprepared
     }
 }
@@ -191,9 +195,10 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     } else {
         (None, Some(simd::quant_dot(x.isa, w.dtype)))
     };
-    let adot = match x.aux.is_empty() {
-        true => None,
-        false => simd::quant_dot_aux(x.isa, w.dtype),
+    let adot = match x.aux_kind {
+        gemm::AuxKind::None => None,
+        gemm::AuxKind::Blocks => simd::quant_dot_aux(x.isa, w.dtype),
+        gemm::AuxKind::Pairs => simd::quant_dot_pairs(x.isa, w.dtype),
     };
     let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
     // Contiguous runs of rows, claimed by whichever thread is free; several per thread so a

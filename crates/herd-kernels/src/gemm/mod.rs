@@ -38,62 +38,114 @@ pub(crate) fn tiled(isa: Isa, wt: GgmlType, n: usize) -> bool {
     isa == Isa::Avx2 && n >= min_tokens(wt) && cfg!(target_arch = "x86_64")
 }
 
-/// Bytes of per-block extras `prepare` must store per activation row for the SIMD kernels
-/// (tiled and row): for Q8_0 / Q8_1 activations, each block's scale as f32 and its quant sum
-/// (i32, Q8_0) or stored `d·Σq` (f32, Q8_1), 8 bytes per block. Zero where none are used.
-pub(crate) fn aux_row_bytes(isa: Isa, wt: GgmlType, cols: usize) -> usize {
-    match wt.vec_dot_type() {
-        GgmlType::Q8_0 | GgmlType::Q8_1 if isa == Isa::Avx2 => cols / 32 * 8,
-        _ => 0,
+/// The per-block extras `prepare` stores beside Q8_0 / Q8_1 activation rows for the SIMD
+/// kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AuxKind {
+    None,
+    /// 8 bytes per block: its scale as f32, then its quant sum Σq (i32, Q8_0) or the stored
+    /// `d·Σq` (f32, Q8_1). For the tiles and the row kernels of the other 32-block types.
+    Blocks,
+    /// For Q4_0 / Q5_0 row kernels, which take two blocks per step: per pair of blocks
+    /// `i, i+1`, 128 bytes: quants `i[0..16] i+1[0..16]`, then `i[16..32] i+1[16..32]` (the
+    /// order of the weights' low and high nibbles), the zero-point correction per i32 lane
+    /// (`z/4·Σq` four times per block, z = 8 or 16), and the two scales as f32 four times
+    /// each; then, for an odd block count, the last block's 8 bytes as in `Blocks`.
+    Pairs,
+}
+
+pub(crate) fn aux_kind(isa: Isa, wt: GgmlType, n: usize) -> AuxKind {
+    if isa != Isa::Avx2 || !matches!(wt.vec_dot_type(), GgmlType::Q8_0 | GgmlType::Q8_1) {
+        AuxKind::None
+    } else if matches!(wt, GgmlType::Q4_0 | GgmlType::Q5_0) && !tiled(isa, wt, n) {
+        AuxKind::Pairs
+    } else {
+        AuxKind::Blocks
     }
 }
 
-/// Quantises an activation row to `at` (Q8_0 or Q8_1) and writes its `aux` entries.
+/// Bytes of extras per activation row of `cols`.
+pub(crate) fn aux_row_bytes(kind: AuxKind, cols: usize) -> usize {
+    let nb = cols / 32;
+    match kind {
+        AuxKind::None => 0,
+        AuxKind::Blocks => nb * 8,
+        AuxKind::Pairs => nb / 2 * 128 + nb % 2 * 8,
+    }
+}
+
+/// Quantises an activation row for weights `wt` (to Q8_0 or Q8_1) and writes its extras.
 pub(crate) fn quantize_with_aux(
     isa: Isa,
-    at: GgmlType,
+    wt: GgmlType,
+    kind: AuxKind,
     src: &[f32],
     dst: &mut [u8],
     aux: &mut [u8],
 ) {
+    let at = wt.vec_dot_type();
+    let bs = at.type_size();
     let nb = src.len() / 32;
-    let mut sums = [0i32; 64];
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 && at == GgmlType::Q8_0 {
-        // A chunk at a time to keep the sums on the stack.
-        for c in (0..nb).step_by(64) {
-            let m = (nb - c).min(64);
-            // SAFETY: `isa == Avx2` is only chosen on CPUs with AVX2, FMA and F16C; the
-            // slices hold `m` blocks.
-            unsafe {
-                simd::x86::act::q8_0(
-                    &src[32 * c..32 * (c + m)],
-                    &mut dst[34 * c..34 * (c + m)],
-                    34,
-                    2,
-                    Some(&mut sums[..m]),
-                )
-            };
-            for (b, s) in (c..c + m).zip(&sums[..m]) {
-                aux[8 * b + 4..8 * b + 8].copy_from_slice(&s.to_le_bytes());
+    // A chunk of blocks at a time (an even number, so pairs never straddle chunks) to keep
+    // the sums on the stack.
+    const CHUNK: usize = 64;
+    let mut sums = [0i32; CHUNK];
+    for c in (0..nb).step_by(CHUNK) {
+        let m = (nb - c).min(CHUNK);
+        let (x, q) = (&src[32 * c..32 * (c + m)], &mut dst[bs * c..bs * (c + m)]);
+        let mut have_sums = false;
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 && at == GgmlType::Q8_0 {
+            // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `q` holds
+            // the `m` blocks of `x`.
+            unsafe { simd::x86::act::q8_0(x, q, 34, 2, Some(&mut sums[..m])) };
+            have_sums = true;
+        }
+        if !have_sums {
+            simd::quantize_activations(isa, at, x, q);
+            for (s, b) in sums.iter_mut().zip(q.chunks_exact(bs)) {
+                *s = b[bs - 32..].iter().map(|&v| v as i8 as i32).sum();
             }
         }
-        done = nb;
-    }
-    if done == 0 {
-        simd::quantize_activations(isa, at, src, dst);
-    }
-    let bs = at.type_size();
-    for b in 0..nb {
-        let blk = &dst[b * bs..(b + 1) * bs];
-        let d = crate::types::f16_at(blk, 0);
-        aux[8 * b..8 * b + 4].copy_from_slice(&d.to_le_bytes());
-        if at == GgmlType::Q8_1 {
-            aux[8 * b + 4..8 * b + 8].copy_from_slice(&crate::types::f16_at(blk, 2).to_le_bytes());
-        } else if done == 0 {
-            let s: i32 = blk[2..34].iter().map(|&q| q as i8 as i32).sum();
-            aux[8 * b + 4..8 * b + 8].copy_from_slice(&s.to_le_bytes());
+        let f16 = |b: &[u8], i: usize| crate::types::f16_at(b, i);
+        let block_entry = |out: &mut [u8], b: usize| {
+            let blk = &q[bs * b..bs * (b + 1)];
+            out[0..4].copy_from_slice(&f16(blk, 0).to_le_bytes());
+            if at == GgmlType::Q8_1 {
+                out[4..8].copy_from_slice(&f16(blk, 2).to_le_bytes());
+            } else {
+                out[4..8].copy_from_slice(&sums[b].to_le_bytes());
+            }
+        };
+        match kind {
+            AuxKind::None => {}
+            AuxKind::Blocks => {
+                for b in 0..m {
+                    block_entry(&mut aux[8 * (c + b)..8 * (c + b + 1)], b);
+                }
+            }
+            AuxKind::Pairs => {
+                let z = if wt == GgmlType::Q5_0 { 4 } else { 2 };
+                for p in 0..m / 2 {
+                    let o = &mut aux[128 * (c / 2 + p)..128 * (c / 2 + p + 1)];
+                    let (b0, b1) = (&q[34 * 2 * p..], &q[34 * (2 * p + 1)..]);
+                    o[0..16].copy_from_slice(&b0[2..18]);
+                    o[16..32].copy_from_slice(&b1[2..18]);
+                    o[32..48].copy_from_slice(&b0[18..34]);
+                    o[48..64].copy_from_slice(&b1[18..34]);
+                    for k in 0..4 {
+                        let (s0, s1) = (z * sums[2 * p], z * sums[2 * p + 1]);
+                        o[64 + 4 * k..68 + 4 * k].copy_from_slice(&s0.to_le_bytes());
+                        o[80 + 4 * k..84 + 4 * k].copy_from_slice(&s1.to_le_bytes());
+                        o[96 + 4 * k..100 + 4 * k].copy_from_slice(&f16(b0, 0).to_le_bytes());
+                        o[112 + 4 * k..116 + 4 * k].copy_from_slice(&f16(b1, 0).to_le_bytes());
+                    }
+                }
+                if m % 2 == 1 {
+                    let at = nb / 2 * 128;
+                    block_entry(&mut aux[at..at + 8], m - 1);
+                }
+            }
         }
     }
 }

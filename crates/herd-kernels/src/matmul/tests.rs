@@ -86,6 +86,14 @@ fn matmul_edges_and_thread_counts() {
             }
         }
     }
+    // Q4_0/Q5_0 decode takes blocks in pairs: odd and even block counts.
+    for t in [GgmlType::Q4_0, GgmlType::Q5_0] {
+        for nb in [1, 2, 3, 5, 8] {
+            for n in [1, 3] {
+                check(t, 11, 32 * nb, n, 2);
+            }
+        }
+    }
     // Enough tokens for the packed float kernel, with row and token counts off its tile.
     for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_1] {
         check(t, 37, 64, 45, 2);

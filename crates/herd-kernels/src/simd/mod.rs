@@ -78,6 +78,16 @@ pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
     }
 }
 
+/// The dot product for weights of type `t` with activations whose extras are laid out in
+/// pairs of blocks (see `gemm::AuxKind::Pairs`), where `isa` has one.
+pub(crate) fn quant_dot_pairs(isa: Isa, t: GgmlType) -> Option<AuxDot> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::quant_dot_pairs(t),
+        _ => None,
+    }
+}
+
 /// A dot product of a float weight row (F32/F16/BF16 bytes) with f32 activations.
 pub type FloatDot = fn(&[u8], &[f32]) -> f32;
 

@@ -114,6 +114,32 @@ pub(crate) fn quant_dot_aux(t: GgmlType) -> Option<super::AuxDot> {
     })
 }
 
+fn q4_0_pairs(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    check(GgmlType::Q4_0, w, a);
+    let nb = w.len() / 18;
+    assert_eq!(aux.len(), nb / 2 * 128 + nb % 2 * 8, "Q4_0 dot: aux size");
+    // SAFETY: only handed out by `quant_dot_pairs`, whose caller checked that the CPU has
+    // AVX2, FMA and F16C; the lengths were checked just above.
+    unsafe { q_small::dot_pairs::<false>(w, a, aux) }
+}
+
+fn q5_0_pairs(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    check(GgmlType::Q5_0, w, a);
+    let nb = w.len() / 22;
+    assert_eq!(aux.len(), nb / 2 * 128 + nb % 2 * 8, "Q5_0 dot: aux size");
+    // SAFETY: as `q4_0_pairs`.
+    unsafe { q_small::dot_pairs::<true>(w, a, aux) }
+}
+
+/// Row dots over activations with extras in pairs of blocks.
+pub(crate) fn quant_dot_pairs(t: GgmlType) -> Option<super::AuxDot> {
+    match t {
+        GgmlType::Q4_0 => Some(q4_0_pairs),
+        GgmlType::Q5_0 => Some(q5_0_pairs),
+        _ => None,
+    }
+}
+
 macro_rules! float_wrappers {
     ($($name:ident: $t:expr => $imp:path;)*) => {
         $(

@@ -237,3 +237,68 @@ pub(super) fn dot_q8_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
         }
     })
 }
+
+// ---- two blocks per step ----
+
+/// Q4_0 (`FIVE == false`) or Q5_0 against activations with extras in pairs (see
+/// `gemm::AuxKind::Pairs`): the quants of two blocks fill one register, so the scale
+/// conversions and float multiply-adds are per pair, not per block.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_pairs<const FIVE: bool>(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
+    let wb = if FIVE { 22 } else { 18 };
+    let qs = if FIVE { 6 } else { 2 };
+    let nb = w.len() / wb;
+    let (wp, zp) = (w.as_ptr(), aux.as_ptr());
+    let m4 = _mm256_set1_epi8(0xF);
+    let fifth = _mm256_set1_epi8(0x10);
+    let s = fma_blocks(nb / 2, |p| {
+        // SAFETY: blocks `2p, 2p + 1 < nb` of the weight row and pair `p` of the extras
+        // (checked by the wrapper).
+        unsafe {
+            let (x, z) = (wp.add(2 * p * wb), zp.add(128 * p));
+            let v = _mm256_loadu2_m128i(x.add(wb + qs).cast(), x.add(qs).cast());
+            let mut lo = _mm256_and_si256(v, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+            if FIVE {
+                let (h0, h1) = (qh_at(x.add(2)), qh_at(x.add(wb + 2)));
+                let lo_bits = (h0 & 0xFFFF) | (h1 << 16);
+                let hi_bits = (h0 >> 16) | (h1 & 0xFFFF_0000);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(bytes_from_bits32(lo_bits), fifth));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(bytes_from_bits32(hi_bits), fifth));
+            }
+            let s16 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(lo, load256(z)),
+                _mm256_maddubs_epi16(hi, load256(z.add(32))),
+            );
+            let s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+            let s = _mm256_sub_epi32(s, load256(z.add(64)));
+            let d0 = _mm_set1_epi16(x.cast::<i16>().read_unaligned());
+            let d1 = _mm_set1_epi16(x.add(wb).cast::<i16>().read_unaligned());
+            let dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(d0, d1));
+            let d = _mm256_mul_ps(dw, _mm256_loadu_ps(z.add(96).cast()));
+            (d, _mm256_cvtepi32_ps(s))
+        }
+    });
+    if nb % 2 == 0 {
+        return s;
+    }
+    // The odd last block, with its 8-byte extras after the pairs.
+    let b = nb - 1;
+    // SAFETY: block `b` of the weight and activation rows, its extras at `nb / 2 * 128`.
+    unsafe {
+        let (x, y, z) = (wp.add(b * wb), a.as_ptr().add(34 * b), zp.add(nb / 2 * 128));
+        let d = f16_at(x) * f32_at(z);
+        let q = if FIVE {
+            let hi = _mm256_and_si256(bytes_from_bits32(qh_at(x.add(2))), fifth);
+            _mm256_or_si256(nibbles32(x.add(6)), hi)
+        } else {
+            nibbles32(x.add(2))
+        };
+        let t = if FIVE {
+            zero_point_dot::<2>(q, y.add(2), z.add(4))
+        } else {
+            zero_point_dot::<1>(q, y.add(2), z.add(4))
+        };
+        s + d * hsum_ps(t)
+    }
+}
