@@ -279,7 +279,7 @@ pub(super) fn dot_pairs<const FIVE: bool>(w: &[u8], a: &[u8], aux: &[u8]) -> f32
             (d, _mm256_cvtepi32_ps(s))
         }
     });
-    if nb % 2 == 0 {
+    if nb.is_multiple_of(2) {
         return s;
     }
     // The odd last block, with its 8-byte extras after the pairs.
