@@ -103,6 +103,8 @@ pub fn prepare_with<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Prepared<'a> {
     debug_assert_eq!(x.len(), n * cols);
+    // Everything downstream trusts `Prepared::isa` to run on this CPU.
+    isa.require();
     let at = wt.vec_dot_type();
     let unprepared = Prepared {
         dtype: at,

@@ -34,6 +34,20 @@ impl Isa {
         }
         v
     }
+
+    /// Whether this CPU can run the kernels of this level.
+    pub fn is_supported(self) -> bool {
+        self == Isa::Scalar || self == detect_hw()
+    }
+
+    /// Panics unless this CPU can run the kernels of this level: every entry point that takes
+    /// an `Isa` checks, as running AVX2 code on a CPU without it is undefined behaviour.
+    pub(crate) fn require(self) {
+        assert!(
+            self.is_supported(),
+            "{self:?} kernels requested on a CPU without them"
+        );
+    }
 }
 
 /// The level used by default: the best the CPU supports, unless the environment variable
@@ -49,17 +63,21 @@ pub fn isa() -> Isa {
     })
 }
 
+/// The best level the hardware has, detected once.
 fn detect_hw() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
+    static HW: OnceLock<Isa> = OnceLock::new();
+    *HW.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
         {
-            return Isa::Avx2;
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
         }
-    }
-    Isa::Scalar
+        Isa::Scalar
+    })
 }
 
 /// A dot product of a quantised (or F16/BF16) weight row with an activation row in the
@@ -73,7 +91,10 @@ pub(crate) type AuxDot = fn(&[u8], &[u8], &[u8]) -> f32;
 pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::quant_dot_aux(t),
+        Isa::Avx2 => {
+            isa.require();
+            x86::quant_dot_aux(t)
+        }
         _ => None,
     }
 }
@@ -83,7 +104,10 @@ pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
 pub(crate) fn quant_dot_pairs(isa: Isa, t: GgmlType) -> Option<AuxDot> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::quant_dot_pairs(t),
+        Isa::Avx2 => {
+            isa.require();
+            x86::quant_dot_pairs(t)
+        }
         _ => None,
     }
 }
@@ -101,11 +125,7 @@ pub fn quant_dot(isa: Isa, t: GgmlType) -> QuantDot {
         Isa::Scalar => scalar_quant_dot(t),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            assert_eq!(
-                detect_hw(),
-                Isa::Avx2,
-                "AVX2 kernels requested on a CPU without"
-            );
+            isa.require();
             x86::quant_dot(t)
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -124,11 +144,7 @@ pub fn float_dot(isa: Isa, t: GgmlType) -> FloatDot {
         },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            assert_eq!(
-                detect_hw(),
-                Isa::Avx2,
-                "AVX2 kernels requested on a CPU without"
-            );
+            isa.require();
             x86::float_dot(t)
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -173,6 +189,7 @@ pub fn dot_quant(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
 /// Quantises one activation row exactly as [`crate::quantize::quantize_activations`] does
 /// (same bytes), at level `isa`.
 pub fn quantize_activations(isa: Isa, t: GgmlType, src: &[f32], dst: &mut [u8]) {
+    isa.require();
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::quantize_activations(t, src, dst) => {}
