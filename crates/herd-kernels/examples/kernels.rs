@@ -16,7 +16,8 @@
 //! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
 //! projection at n = 1) `--cpu` (single-threaded rows timed by the thread's CPU time) `--min` (minimum of the
-//! repeats instead of the median): both for tuning on a busy machine.
+//! repeats instead of the median): both for tuning on a busy machine; `--shape ROWSxCOLS`
+//! (one matrix of that shape instead of the layers).
 
 use std::time::Instant;
 
@@ -54,6 +55,9 @@ const MODELS: [Model; 2] = [
 impl Model {
     /// `(rows, cols)` of one layer's projections.
     fn layer(&self) -> Vec<(usize, usize)> {
+        if let Some(s) = SHAPE.get().copied().flatten() {
+            return vec![s];
+        }
         let h = self.hidden;
         vec![
             (self.q, h),
@@ -78,6 +82,8 @@ struct Opts {
     scalar: bool,
     head: bool,
     cpu: bool,
+    /// `--shape ROWSxCOLS`: time this one matrix instead of the models' layers.
+    shape: Option<(usize, usize)>,
 }
 
 fn parse() -> Opts {
@@ -95,6 +101,7 @@ fn parse() -> Opts {
         scalar: true,
         head: false,
         cpu: false,
+        shape: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -117,6 +124,11 @@ fn parse() -> Opts {
             "--no-scalar" => {
                 o.scalar = false;
                 i -= 1;
+            }
+            "--shape" => {
+                let v = val();
+                let (r, c) = v.split_once('x').expect("--shape ROWSxCOLS");
+                o.shape = Some((r.parse().unwrap(), c.parse().unwrap()));
             }
             "--min" => {
                 USE_MIN.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -226,6 +238,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+static SHAPE: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+
 static USE_MIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Bench<'a> {
@@ -268,6 +282,7 @@ impl Bench<'_> {
 
 fn main() {
     let o = parse();
+    SHAPE.set(o.shape).unwrap();
     println!(
         "isa: {:?} (available: {:?})",
         herd_kernels::simd::isa(),

@@ -4,6 +4,11 @@
 //!
 //! Every fast kernel has a scalar reference beside it and a test that the two agree. This crate
 //! knows nothing of models: it sees byte slices, element types and shapes.
+//!
+//! Layout: [`dot`] (scalar reference dot products), [`simd`] (run-time dispatch and the AVX2
+//! row kernels, `simd::x86`), `gemm` (tiled kernels for many tokens), [`matmul`] (chooses
+//! between them and splits the work over the [`pool`]). `examples/kernels.rs` times them on
+//! real model shapes.
 
 pub mod dequant;
 pub mod dot;
