@@ -6,7 +6,7 @@
 //! knows nothing of models: it sees byte slices, element types and shapes.
 //!
 //! Layout: [`dot`] (scalar reference dot products), [`simd`] (run-time dispatch and the AVX2
-//! row kernels, `simd::x86`), `gemm` (tiled kernels for many tokens), [`matmul`] (chooses
+//! row kernels, `simd::x86`), `gemm` (tiled kernels for many tokens), [`mod@matmul`] (chooses
 //! between them and splits the work over the [`pool`]). `examples/kernels.rs` times them on
 //! real model shapes.
 

@@ -1,10 +1,11 @@
 //! Matrix products of activations with weight matrices in any ggml type, across a thread pool.
 //!
 //! Two regimes:
-//! - decode (`n` small): memory-bound. Threads split the weight rows evenly and each row is
-//!   read once, then dotted with every token by the row kernel of [`crate::simd`].
-//! - prefill (`n` large): compute-bound. [`crate::gemm`] multiplies tiles of several rows by
-//!   several tokens so that each weight block is decoded once per tile, not once per token.
+//! - decode (`n` small): memory-bound. Threads claim runs of weight rows and each row is read
+//!   once, then dotted with every token by the row kernel of [`crate::simd`].
+//! - prefill (`n` large): compute-bound. The tiled kernels (the private `gemm` module) multiply
+//!   tiles of several rows by several tokens, so each weight block is decoded once per tile,
+//!   not once per token.
 
 use crate::gemm;
 use crate::pool::ThreadPool;
@@ -55,7 +56,7 @@ impl<T> SharedMut<T> {
 ///   otherwise f32 rows holding exactly those rounded values, so that the SIMD kernels
 ///   multiply the same numbers without converting activations in their inner loops.
 /// - quantised weights: rows quantised to the weight's `vec_dot_type`, plus, when the tiled
-///   kernels will run, per-block extras for them (`aux`, see [`crate::gemm`]).
+///   kernels will run, per-block extras for them (`aux`, see the `gemm` module).
 pub struct Prepared<'a> {
     pub dtype: GgmlType,
     pub cols: usize,
