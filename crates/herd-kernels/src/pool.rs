@@ -11,32 +11,32 @@
 //!   has claimed the last item, so on a busy machine (a worker descheduled) the product
 //!   degrades to the caller's speed instead of stalling until the worker runs again.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-type Job = dyn Fn(usize, usize) + Sync;
+/// A job, behind a thin pointer so it can be published atomically.
+struct JobRef<'a>(&'a (dyn Fn(usize, usize) + Sync));
 
-/// The job workers may join.
-struct Slot {
-    epoch: usize,
-    /// Valid while `open` (see `run` / `run_dynamic` for how long that is).
-    job: Option<&'static Job>,
-    /// Whether workers may still start the job.
-    open: bool,
-    /// Every worker must run it (`run`) rather than whoever comes (`run_dynamic`).
-    all: bool,
-}
+/// `state` packs the job's epoch, whether it is open (workers may still join it) and how many
+/// workers are inside it, so that joining is one compare-and-swap: no lock a descheduled worker
+/// could hold while the caller needs it (on a busy machine that cost milliseconds per job).
+const ACTIVE: usize = (1 << 16) - 1;
+const OPEN: usize = 1 << 16;
+const EPOCH_SHIFT: u32 = 17;
 
 struct Shared {
-    /// `slot.epoch`, readable without the lock; bumped after the slot is filled.
-    epoch: AtomicUsize,
+    /// `epoch << EPOCH_SHIFT | OPEN? | active workers`.
+    state: AtomicUsize,
+    /// The current job; valid for workers that joined it while it was open (the caller waits
+    /// for them before the job goes out of scope).
+    job: AtomicPtr<JobRef<'static>>,
+    /// The current job must run on every thread (`run`), not just on whoever comes.
+    all: AtomicBool,
     /// `run`: workers that have not yet finished the job.
     pending: AtomicUsize,
-    /// `run_dynamic`: workers inside the job. Incremented only under the slot lock while the
-    /// job is open, so once the caller has closed it the count can only fall.
-    active: AtomicUsize,
-    slot: Mutex<Slot>,
+    /// Workers asleep (or about to sleep) on `wake`; publishing notifies only if any are.
+    sleeping: AtomicUsize,
     wake: Condvar,
     sleepers: Mutex<()>,
     stop: AtomicBool,
@@ -70,16 +70,13 @@ impl ThreadPool {
     /// A pool of `n_threads` threads in all (the caller's plus `n_threads - 1` workers).
     pub fn new(n_threads: usize) -> Self {
         let n_threads = n_threads.max(1);
+        assert!(n_threads <= ACTIVE, "too many threads");
         let shared = Arc::new(Shared {
-            epoch: AtomicUsize::new(0),
+            state: AtomicUsize::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            all: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
-            active: AtomicUsize::new(0),
-            slot: Mutex::new(Slot {
-                epoch: 0,
-                job: None,
-                open: false,
-                all: false,
-            }),
+            sleeping: AtomicUsize::new(0),
             wake: Condvar::new(),
             sleepers: Mutex::new(()),
             stop: AtomicBool::new(false),
@@ -104,44 +101,36 @@ impl ThreadPool {
         self.n_threads
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.shared.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Makes `job` the current job and wakes the workers.
-    fn publish(&self, job: &(dyn Fn(usize, usize) + Sync + '_), all: bool) {
-        // SAFETY: the reference is only used by workers that took it from the slot while it
-        // was open; both `run` and `run_dynamic` close the slot and wait for every such worker
-        // to finish before returning, so `job` outlives every use.
-        let job: &'static Job = unsafe {
-            std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job)
-        };
+    /// Makes `job` the current, open job and wakes sleeping workers. The previous job must be
+    /// closed with no worker inside (both `run` and `run_dynamic` wait for that).
+    fn publish(&self, job: &JobRef<'_>, all: bool) {
+        let sh = &*self.shared;
         if all {
-            self.shared
-                .pending
-                .store(self.n_threads - 1, Ordering::SeqCst);
+            sh.pending.store(self.n_threads - 1, Ordering::Relaxed);
         }
-        let epoch = {
-            let mut s = self.slot();
-            s.epoch += 1;
-            s.job = Some(job);
-            s.open = true;
-            s.all = all;
-            s.epoch
-        };
-        let _g = self
-            .shared
-            .sleepers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.shared.epoch.store(epoch, Ordering::SeqCst);
-        self.shared.wake.notify_all();
+        sh.all.store(all, Ordering::Relaxed);
+        // Lifetime erased: workers only dereference it after joining the job, and the caller
+        // waits for every joined worker to leave before `job` goes out of scope.
+        let ptr = (job as *const JobRef<'_>)
+            .cast::<JobRef<'static>>()
+            .cast_mut();
+        sh.job.store(ptr, Ordering::Relaxed);
+        let epoch = (sh.state.load(Ordering::Relaxed) >> EPOCH_SHIFT) + 1;
+        // SeqCst: releases the stores above, and is ordered before the read of `sleeping`
+        // (a worker going to sleep increments it before re-checking the state).
+        sh.state
+            .store(epoch << EPOCH_SHIFT | OPEN, Ordering::SeqCst);
+        if sh.sleeping.load(Ordering::SeqCst) > 0 {
+            let _g = sh.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+            sh.wake.notify_all();
+        }
     }
 
-    fn close(&self) {
-        let mut s = self.slot();
-        s.open = false;
-        s.job = None;
+    /// Closes the current job to newcomers and waits for those inside to leave.
+    fn close_and_drain(&self) {
+        let sh = &*self.shared;
+        sh.state.fetch_and(!OPEN, Ordering::SeqCst);
+        wait_until(|| sh.state.load(Ordering::Acquire) & ACTIVE == 0);
     }
 
     /// Runs `f(ith, nth)` on every thread of the pool (`ith` in `0..nth`) and returns when all
@@ -151,10 +140,12 @@ impl ThreadPool {
             f(0, 1);
             return;
         }
-        self.publish(&f, true);
+        // A named local, not a temporary: workers use it until `close_and_drain` returns.
+        let job = JobRef(&f);
+        self.publish(&job, true);
         f(0, self.n_threads);
         wait_until(|| self.shared.pending.load(Ordering::Acquire) == 0);
-        self.close();
+        self.close_and_drain();
     }
 
     /// Calls `f(i)` once for every `i` in `0..items`, on whichever threads of the pool are
@@ -174,53 +165,68 @@ impl ThreadPool {
                 f(i);
             }
         };
-        self.publish(&job, false);
+        let job_ref = JobRef(&job);
+        self.publish(&job_ref, false);
         job(0, self.n_threads);
-        self.close();
-        wait_until(|| self.shared.active.load(Ordering::Acquire) == 0);
+        self.close_and_drain();
     }
 }
 
 fn worker(shared: Arc<Shared>, ith: usize, nth: usize) {
+    let sh = &*shared;
     let mut seen = 0usize;
+    let mut spins = 0usize;
     loop {
-        let mut spins = 0;
-        loop {
-            if shared.epoch.load(Ordering::Acquire) != seen {
-                break;
-            }
-            if shared.stop.load(Ordering::Acquire) {
+        let st = sh.state.load(Ordering::Acquire);
+        let epoch = st >> EPOCH_SHIFT;
+        if epoch == seen {
+            if sh.stop.load(Ordering::Acquire) {
                 return;
             }
             spins += 1;
             if spins < SPIN_ITERS {
                 std::hint::spin_loop();
             } else {
-                let g = shared.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-                if shared.epoch.load(Ordering::Acquire) == seen
-                    && !shared.stop.load(Ordering::Acquire)
+                sh.sleeping.fetch_add(1, Ordering::SeqCst);
+                let g = sh.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+                if sh.state.load(Ordering::SeqCst) >> EPOCH_SHIFT == seen
+                    && !sh.stop.load(Ordering::SeqCst)
                 {
-                    drop(shared.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
+                    drop(sh.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
+                } else {
+                    drop(g);
                 }
+                sh.sleeping.fetch_sub(1, Ordering::SeqCst);
                 spins = 0;
             }
+            continue;
         }
-        let (epoch, job, all) = {
-            let s = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-            let job = if s.open { s.job } else { None };
-            if job.is_some() && !s.all {
-                shared.active.fetch_add(1, Ordering::SeqCst);
-            }
-            (s.epoch, job, s.all)
-        };
         seen = epoch;
-        if let Some(job) = job {
-            job(ith, nth);
-            if all {
-                shared.pending.fetch_sub(1, Ordering::AcqRel);
-            } else {
-                shared.active.fetch_sub(1, Ordering::AcqRel);
+        spins = 0;
+        // Join the job if it is still this epoch's and open.
+        let mut cur = st;
+        let joined = loop {
+            if cur >> EPOCH_SHIFT != epoch || cur & OPEN == 0 {
+                break false;
             }
+            match sh
+                .state
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break true,
+                Err(now) => cur = now,
+            }
+        };
+        if joined {
+            let all = sh.all.load(Ordering::Relaxed);
+            // SAFETY: published before the state that let us join (acquired by the CAS); the
+            // caller keeps it alive until we leave (decrement below).
+            let job = unsafe { &*sh.job.load(Ordering::Relaxed) };
+            (job.0)(ith, nth);
+            if all {
+                sh.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+            sh.state.fetch_sub(1, Ordering::Release);
         }
     }
 }
@@ -274,6 +280,10 @@ mod tests {
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads);
             for round in 0..300 {
+                if round % 50 == 49 {
+                    // Long enough for the workers to stop spinning and sleep.
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 let items = round % 17;
                 let hits: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
                 pool.run_dynamic(items, |i| {
