@@ -98,6 +98,9 @@ fn matmul_edges_and_thread_counts() {
     for t in [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_1] {
         check(t, 37, 64, 45, 2);
     }
+    // Long rows, not a multiple of the float kernels' steps.
+    check(GgmlType::F16, 19, 600, 33, 2);
+    check(GgmlType::F32, 9, 520, 40, 1);
     // Float rows that are not a multiple of 8 long take the scalar tail of the tiles.
     for n in [1, 4, 40] {
         check(GgmlType::F32, 7, 45, n, 2);
