@@ -3,17 +3,18 @@
 //! A dot product per (row, token) decodes every weight block once per token. Here the inner
 //! kernels take several rows × several tokens at once, so each decoded weight value is used
 //! for several tokens while it sits in a register:
-//! - float weights (F32/F16/BF16): 4 rows × 3 tokens of dot products, eight lanes along the
-//!   row, straight from the weight bytes;
+//! - float weights (F32/F16/BF16): below 32 tokens, 3 rows × 3 tokens of dot products straight
+//!   from the weight bytes; from 32, rows repacked as f32 panels of 16 and a 16 × 6
+//!   outer-product kernel (see `x86/float.rs`);
 //! - quantised weights: the rows of a block of the matrix are first repacked ("panels" of 8
 //!   rows, 4 consecutive quants of each row side by side), then each 32-byte load of a panel
 //!   multiplies with 4 bytes of a token broadcast over the register, one lane per row. The
 //!   integer sums stay per row in lanes, so no horizontal sums or per-pair scale products are
 //!   needed, and the repacking is paid once per matrix, not per token.
 //!
-//! Work split: each thread takes a contiguous range of panels (weight rows), so every weight
-//! byte is read by one thread; within it, rows are taken a cache-sized block at a time and the
-//! block is swept by all tokens.
+//! Work split: work items are runs of consecutive panels (so every weight byte is read by one
+//! thread), at most a cache-sized block and at least four per thread, claimed by whichever
+//! thread is free (`ThreadPool::run_dynamic`); each item is swept by all tokens.
 
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
