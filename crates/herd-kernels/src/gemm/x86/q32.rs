@@ -6,8 +6,9 @@
 //! of Q4_0/Q5_0 comes off as `zero·Σa` from the activation block sums); Q8_0 stores `|q|` and
 //! then `q`, for `maddubs`' unsigned × signed operands.
 //!
-//! 16-bit headroom: one `maddubs` lane is at most 2·15·127 = 3810 for 4-bit quants, so eight
-//! steps (a whole block) sum without overflow; 5-bit quants (7874) take four.
+//! 16-bit headroom: activations are within ±127 (quantised by 127/amax), so one `maddubs` lane
+//! is at most 2·15·127 = 3810 for 4-bit quants and eight steps (a whole block) sum without
+//! overflow; 5-bit quants (7874) take four.
 
 use std::arch::x86_64::*;
 

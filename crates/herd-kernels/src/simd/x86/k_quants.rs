@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, hsum_ps, load128, load256};
+use super::{f16_bcast, hsum_ps, load128, load256};
 use crate::dequant::q3_k_scales;
 
 const Q8K: usize = 292;
@@ -64,6 +64,19 @@ unsafe fn q8k_d(y: *const u8) -> f32 {
     unsafe { y.cast::<f32>().read_unaligned() }
 }
 
+/// The f16 at `p` times `by`, in all eight lanes: kept in vector registers throughout, as a
+/// scalar f16 conversion may be emitted as `vpinsrw` into a busy register (a false
+/// dependency on it).
+///
+/// # Safety
+/// `p` must be valid for reading two bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn scale8(p: *const u8, by: f32) -> __m256 {
+    // SAFETY: forwarded to the caller.
+    _mm256_mul_ps(unsafe { f16_bcast(p) }, _mm256_set1_ps(by))
+}
+
 /// Unpacks the 12 packed bytes of Q4_K/Q5_K scales and mins into 8 scales then 8 mins
 /// (ggml's `get_scale_min_k4`, four at a time).
 #[inline(always)]
@@ -90,13 +103,13 @@ pub(super) fn dot_q2_k(w: &[u8], a: &[u8]) -> f32 {
         // SAFETY: `x` is a whole Q2_K block and `yb` a whole Q8_K block.
         unsafe {
             let yd = q8k_d(y);
-            let d = yd * f16_at(xp.add(80));
-            let dmin = -yd * f16_at(xp.add(82));
+            let d = scale8(xp.add(80), yd);
+            let dmin = scale8(xp.add(82), -yd);
             let sc = load128(xp);
             let scales8 = _mm_and_si128(sc, _mm_set1_epi8(0xF));
             let mins8 = _mm_and_si128(_mm_srli_epi16::<4>(sc), _mm_set1_epi8(0xF));
             let prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(mins8), load256(y.add(Q8K_SUMS)));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+            acc = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(prod), acc);
             let all = _mm256_cvtepi8_epi16(scales8);
             let halves = [
                 _mm256_permute2x128_si256::<0x00>(all, all),
@@ -116,7 +129,7 @@ pub(super) fn dot_q2_k(w: &[u8], a: &[u8]) -> f32 {
                     sumi = _mm256_add_epi32(sumi, p);
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }
     hsum_ps(acc)
@@ -131,7 +144,7 @@ pub(super) fn dot_q3_k(w: &[u8], a: &[u8]) -> f32 {
         let sc = q3_k_scales(&x[96..108]);
         // SAFETY: `x` is a whole Q3_K block, `yb` a whole Q8_K block, `sc` 16 bytes.
         unsafe {
-            let d = q8k_d(y) * f16_at(xp.add(108));
+            let d = scale8(xp.add(108), q8k_d(y));
             let all = _mm256_cvtepi8_epi16(load128(sc.as_ptr().cast()));
             let halves = [
                 _mm256_permute2x128_si256::<0x00>(all, all),
@@ -160,7 +173,7 @@ pub(super) fn dot_q3_k(w: &[u8], a: &[u8]) -> f32 {
                     sumi = _mm256_add_epi32(sumi, p);
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }
     hsum_ps(acc)
@@ -180,8 +193,8 @@ fn dot_q45_k<const FIVE: bool>(w: &[u8], a: &[u8]) -> f32 {
         // SAFETY: `x` is a whole Q4_K/Q5_K block, `yb` a whole Q8_K block, `sm` 16 bytes.
         unsafe {
             let yd = q8k_d(y);
-            let d = yd * f16_at(xp);
-            let dmin = -yd * f16_at(xp.add(2));
+            let d = scale8(xp, yd);
+            let dmin = _mm256_castps256_ps128(scale8(xp.add(2), -yd));
             let mins_scales = _mm256_cvtepu8_epi16(load128(sm.as_ptr().cast()));
             let sums = load256(y.add(Q8K_SUMS));
             let sums32 = _mm_hadd_epi16(
@@ -189,7 +202,7 @@ fn dot_q45_k<const FIVE: bool>(w: &[u8], a: &[u8]) -> f32 {
                 _mm256_extracti128_si256::<1>(sums),
             );
             let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(mins_scales), sums32);
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), acc_m);
             let sc = _mm256_castsi256_si128(mins_scales);
             let scales = _mm256_set_m128i(sc, sc);
             let qs = xp.add(if FIVE { 48 } else { 16 });
@@ -220,7 +233,7 @@ fn dot_q45_k<const FIVE: bool>(w: &[u8], a: &[u8]) -> f32 {
                     _mm256_madd_epi16(_mm256_shuffle_epi8(scales, shuf(&SHUF_ONE[2 * j + 1])), ph);
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }
     let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
@@ -247,7 +260,7 @@ pub(super) fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
         let (xp, y) = (x.as_ptr(), yb.as_ptr());
         // SAFETY: `x` is a whole Q6_K block and `yb` a whole Q8_K block.
         unsafe {
-            let d = q8k_d(y) * f16_at(xp.add(208));
+            let d = scale8(xp.add(208), q8k_d(y));
             let scales = load128(xp.add(192));
             // The weights are stored as q + 32; the 32·Σ scale·y term comes off at the end,
             // from the block sums.
@@ -291,7 +304,7 @@ pub(super) fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
                 }
             }
             let sumi = _mm256_sub_epi32(sumi, offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }
     hsum_ps(acc)
