@@ -43,11 +43,10 @@ fn check(t: GgmlType, rows: usize, cols: usize, n: usize, threads: usize) {
         let mut got = vec![f32::NAN; n * rows];
         matmul_with(isa, &pool, w, &x, n, &mut got, &mut scratch);
         for (k, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
-            // Quantised activations can round a value differently in two equally valid ways
-            // only if the activations differ; they are byte-identical, so the only difference
-            // is float summation order (plus Q8_1's f16 sum, shared by both).
+            // Both levels quantise the activations to the same bytes and their integer block
+            // sums are exact, so they differ only in the order floats are summed.
             assert!(
-                ((g - w) as f64).abs() <= 2e-5 * s + 1e-5,
+                ((g - w) as f64).abs() <= 1e-5 * s + 1e-6,
                 "{isa:?} {t} {rows}×{cols} n={n} threads={threads}: y[{}][{}] = {g}, want {w}",
                 k / rows,
                 k % rows
