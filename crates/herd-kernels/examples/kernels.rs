@@ -15,9 +15,12 @@
 //!
 //! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
-//! projection at n = 1) `--cpu` (single-threaded rows timed by the thread's CPU time) `--min` (minimum of the
-//! repeats instead of the median): both for tuning on a busy machine; `--shape ROWSxCOLS`
-//! (one matrix of that shape instead of the layers).
+//! projection at n = 1) `--shape ROWSxCOLS` (one matrix of that shape instead of the layers).
+//! For tuning on a busy machine: `--cpu` (single-threaded rows timed by the thread's CPU time,
+//! so time spent descheduled does not count) and `--min` (fastest repeat, not the median).
+//!
+//! Qwen2.5-0.5B's width (896) is not a multiple of 256, so it has no Q4_K/Q6_K rows (llama.cpp
+//! stores those tensors as Q5_0 / Q8_0 in its "Q4_K_M" files).
 
 use std::time::Instant;
 
