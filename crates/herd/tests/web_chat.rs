@@ -1,0 +1,125 @@
+//! The web chat page at `/` (crates/herd-server/web/index.html), driven in headless Chromium by
+//! tests/web/chat.test.mjs: the page loads with no foreign requests and no console errors, an
+//! answer streams in, the stop button ends it and the server frees the slot, a new chat starts
+//! empty, Markdown is rendered and HTML escaped, errors (HTTP, a server killed mid-answer) are
+//! shown, and the API key is asked for. Needs node, `npm ci --prefix tests/web` (playwright-core)
+//! and Debian's chromium; .ci/run installs them.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared() -> PathBuf {
+    match std::env::var_os("HERD_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => root().join("../shared"),
+    }
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `herd serve` on a free port and waits for its "listening on" line.
+fn serve(args: &[String]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Server(child, url)
+}
+
+/// What the browser test needs, each with how to install it when it is missing.
+fn prerequisites() -> Vec<String> {
+    let mut missing = vec![];
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !node {
+        missing.push("node (apt-get install -y nodejs npm)".to_string());
+    }
+    if !root()
+        .join("tests/web/node_modules/playwright-core/package.json")
+        .exists()
+    {
+        missing.push("playwright-core (npm ci --prefix tests/web)".to_string());
+    }
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        missing.push(format!(
+            "chromium at {} (apt-get install -y chromium, or set CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    missing
+}
+
+#[test]
+fn the_web_chat_works_in_headless_chromium() {
+    let missing = prerequisites();
+    assert!(
+        missing.is_empty(),
+        "the web chat test needs {}; .ci/run installs them",
+        missing.join(", ")
+    );
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    // Long answers (max tokens ~1500) fit in the context; 4 sequences at once.
+    let args: Vec<String> = [
+        model.to_str().unwrap(),
+        "--template",
+        "vicuna-v1.1",
+        "--ctx",
+        "2048",
+        "--shutdown-timeout",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let main = serve(&args);
+    let mut keyed = args.clone();
+    keyed.extend(["--api-key".to_string(), "sk-herd-web".to_string()]);
+    let keyed = serve(&keyed);
+    let shots = root().join("target");
+    let status = Command::new("node")
+        .arg(root().join("tests/web/chat.test.mjs"))
+        .env("HERD_WEB_URL", &main.1)
+        .env("HERD_WEB_KEY_URL", &keyed.1)
+        .env("HERD_WEB_KEY", "sk-herd-web")
+        .env("HERD_BIN", env!("CARGO_BIN_EXE_herd"))
+        .env("HERD_SERVE_ARGS", serde_json::to_string(&args).unwrap())
+        .env("HERD_WEB_SHOTS", &shots)
+        .status()
+        .expect("running node");
+    assert!(
+        status.success(),
+        "the web chat checks failed (see the output above; a screenshot is in {})",
+        shots.join("webchat-failure.png").display()
+    );
+}
