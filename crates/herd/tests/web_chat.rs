@@ -96,8 +96,6 @@ fn the_web_chat_works_in_headless_chromium() {
         "vicuna-v1.1",
         "--ctx",
         "2048",
-        "--shutdown-timeout",
-        "0",
     ]
     .iter()
     .map(|s| s.to_string())
