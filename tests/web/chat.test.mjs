@@ -24,12 +24,12 @@ let chromium;
 try {
   ({ chromium } = await import('playwright-core'));
 } catch (e) {
-  console.error(`playwright-core is not installed: run \`npm ci --prefix tests/web\` (.ci/run does it)\n${e.message}`);
+  console.error(`playwright-core is not installed: run \`npm ci\` in tests/web (.ci/run does it)\n${e.message}`);
   process.exit(2);
 }
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 if (!fs.existsSync(CHROMIUM)) {
-  console.error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does it) or set CHROMIUM`);
+  console.error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y --no-install-recommends chromium\` (.ci/run does it) or set CHROMIUM`);
   process.exit(2);
 }
 const URL_MAIN = process.env.HERD_WEB_URL;
@@ -325,6 +325,69 @@ try {
     firstTitle = await page.locator('[data-testid=conversation-item] .conv-title').first().textContent();
     assert(firstTitle.startsWith('Tell me a story about a dog'), `the conversation is named after its first message: ${firstTitle}`);
     console.log(`  # ${s.len} characters streamed in ${streamed.length} steps; ${tps}`);
+    noProblems();
+  });
+
+  await check('greedy (temperature 0, seed 42): the streamed answer equals the API\'s for the same request, over two turns; shown as its Markdown', async () => {
+    await page.getByTestId('new-chat').click();
+    await setSetting(page, 'system-prompt', 'You are a storyteller.');
+    await setSetting(page, 'temperature', 0);
+    await setSetting(page, 'top-p', 1);
+    await setSetting(page, 'max-tokens', 60);
+    await setSetting(page, 'seed', 42);
+    await page.click('#settings-toggle');
+    const api = async body => {
+      const res = await fetch(URL_MAIN + '/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      assert(res.ok, `the API answered ${res.status}: ${await res.text()}`);
+      return res;
+    };
+    const history = [{ role: 'system', content: 'You are a storyteller.' }];
+    for (const question of ['Tell me about a red ball.', 'What happened next?']) {
+      let sent = null;
+      const onRequest = r => { if (r.method() === 'POST' && r.url().endsWith('/v1/chat/completions')) sent = r.postData(); };
+      page.on('request', onRequest);
+      await type(page, question);
+      await page.keyboard.press('Enter');
+      const s = await waitFinished(page);
+      page.off('request', onRequest);
+      assert(s.status === 'done', `the answer ended as ${s.status}: ${s.error}`);
+      assert(sent, 'the page posted to /v1/chat/completions');
+      // What the page asked for: the settings, the system prompt and the whole conversation.
+      const body = JSON.parse(sent);
+      history.push({ role: 'user', content: question });
+      assert(body.stream === true && body.model === modelId, `a streaming request for the model: ${sent}`);
+      assert(body.temperature === 0 && body.top_p === 1 && body.max_tokens === 60 && body.seed === 42, `the settings are sent: ${sent}`);
+      assert(JSON.stringify(body.messages) === JSON.stringify(history), `the conversation is sent:\n  ${JSON.stringify(body.messages)}\n  want ${JSON.stringify(history)}`);
+      const shown = await page.evaluate(() => {
+        const st = window.herd.state();
+        const c = st.conversations.find(c => c.id === st.current);
+        return c.messages[c.messages.length - 1].content;
+      });
+      // The same request, not streamed, through the API.
+      const plain = await (await api({ ...body, stream: false, stream_options: undefined })).json();
+      const want = plain.choices[0].message.content;
+      assert(want.length > 0, 'the API answer is not empty');
+      assert(shown === want, `the page's answer differs from the API's:\n  page ${JSON.stringify(shown)}\n  api  ${JSON.stringify(want)}`);
+      // And streamed by hand: the deltas add up to the same text.
+      let streamed = '';
+      const res = await api(body);
+      const text = await res.text();
+      for (const line of text.split('\n')) {
+        if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+        const d = JSON.parse(line.slice(6)).choices?.[0]?.delta?.content;
+        if (d) streamed += d;
+      }
+      assert(streamed === want, `streaming and not differ: ${JSON.stringify(streamed)} vs ${JSON.stringify(want)}`);
+      // Shown as its Markdown rendering, and the token count is the server's.
+      const html = await lastAssistant(page).getByTestId('assistant-text').innerHTML();
+      assert(html === await page.evaluate(t => window.herd.renderMarkdown(t), want), `the answer is shown as its Markdown: ${html}`);
+      const stats = await lastAssistant(page).getByTestId('message-stats').textContent();
+      assert(stats.startsWith(`${plain.usage.completion_tokens} token`), `the token count is the server's (${plain.usage.completion_tokens}): ${stats}`);
+      history.push({ role: 'assistant', content: want });
+      console.log(`  # ${JSON.stringify(want.slice(0, 60))}… (${plain.usage.completion_tokens} tokens)`);
+    }
+    // Back to the first conversation for the checks below.
+    await page.locator('[data-testid=conversation-item]', { hasText: firstTitle }).locator('.conv-open').click();
     noProblems();
   });
 

@@ -1,9 +1,14 @@
 //! The web chat page at `/` (crates/herd-server/web/index.html), driven in headless Chromium by
-//! tests/web/chat.test.mjs: the page loads with no foreign requests and no console errors, an
-//! answer streams in, the stop button ends it and the server frees the slot, a new chat starts
-//! empty, Markdown is rendered and HTML escaped, errors (HTTP, a server killed mid-answer) are
-//! shown, and the API key is asked for. Needs node, `npm ci --prefix tests/web` (playwright-core)
-//! and Debian's chromium; .ci/run installs them.
+//! tests/web/chat.test.mjs against `herd serve` on stories260K: the page loads with no foreign
+//! requests and no console errors, an answer streams in with tokens/s, a greedy answer (temperature
+//! 0, fixed seed) equals what the API returns for the same request over two turns and is shown as
+//! its Markdown rendering, the stop button and Esc end an answer and the server frees the slot, a
+//! new chat starts empty, conversations survive a reload, the Markdown renderer escapes HTML,
+//! errors (HTTP, a server killed mid-answer) are shown, and the API key is asked for.
+//!
+//! Needs node, playwright-core (`npm ci` in tests/web) and Debian's chromium at /usr/bin/chromium
+//! (`apt-get install -y --no-install-recommends chromium`); .ci/run installs them. When one is
+//! missing the test fails and says how to install it.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -60,20 +65,20 @@ fn prerequisites() -> Vec<String> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !node {
-        missing.push("node (apt-get install -y nodejs npm)".to_string());
+        missing.push("node (apt-get install -y --no-install-recommends nodejs npm)".to_string());
     }
     if !root()
         .join("tests/web/node_modules/playwright-core/package.json")
         .exists()
     {
-        missing.push("playwright-core (npm ci --prefix tests/web)".to_string());
+        missing.push("playwright-core (cd tests/web && npm ci)".to_string());
     }
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     if !chromium.exists() {
         missing.push(format!(
-            "chromium at {} (apt-get install -y chromium, or set CHROMIUM)",
+            "chromium at {} (apt-get install -y --no-install-recommends chromium, or set CHROMIUM)",
             chromium.display()
         ));
     }
