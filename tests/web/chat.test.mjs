@@ -287,7 +287,9 @@ try {
 
   let firstTitle;
   await check('Enter sends; the answer streams in (the text grows) and tokens/s is shown', async () => {
-    await setSetting(page, 'max-tokens', 1500);
+    // 400 tokens: long enough to watch it stream and to stop the answers below in time, short
+    // enough that this conversation stays within the server's context (2048) to the end.
+    await setSetting(page, 'max-tokens', 400);
     await setSetting(page, 'temperature', 1);
     await page.click('#settings-toggle'); // close
     // Record the last answer's length at every change of the transcript.
@@ -338,7 +340,7 @@ try {
     await page.click('#settings-toggle');
     const api = async body => {
       const res = await fetch(URL_MAIN + '/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-      assert(res.ok, `the API answered ${res.status}: ${await res.text()}`);
+      if (!res.ok) throw new Error(`the API answered ${res.status}: ${await res.text()}`);
       return res;
     };
     const history = [{ role: 'system', content: 'You are a storyteller.' }];
@@ -380,7 +382,12 @@ try {
       assert(streamed === want, `streaming and not differ: ${JSON.stringify(streamed)} vs ${JSON.stringify(want)}`);
       // Shown as its Markdown rendering, and the token count is the server's.
       const html = await lastAssistant(page).getByTestId('assistant-text').innerHTML();
-      assert(html === await page.evaluate(t => window.herd.renderMarkdown(t), want), `the answer is shown as its Markdown: ${html}`);
+      const rendered = await page.evaluate(t => {
+        const tpl = document.createElement('template');
+        tpl.innerHTML = window.herd.renderMarkdown(t);
+        return tpl.innerHTML; // serialised as the browser does it, like the innerHTML above
+      }, want);
+      assert(html === rendered, `the answer is not shown as its Markdown:\n  shown ${html}\n  want  ${rendered}`);
       const stats = await lastAssistant(page).getByTestId('message-stats').textContent();
       assert(stats.startsWith(`${plain.usage.completion_tokens} token`), `the token count is the server's (${plain.usage.completion_tokens}): ${stats}`);
       history.push({ role: 'assistant', content: want });
