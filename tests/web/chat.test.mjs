@@ -564,6 +564,8 @@ try {
       await kp.keyboard.press('Enter');
       await until('the model name', async () => (await kp.getByTestId('model-name').textContent()) === modelId);
       assert(await kp.evaluate(() => localStorage.getItem('herd.apiKey')) === process.env.HERD_WEB_KEY, 'the key is saved');
+      await setSetting(kp, 'max-tokens', 40);
+      await kp.click('#settings-toggle');
       await kp.getByTestId('message-input').fill('Hello!');
       await kp.keyboard.press('Enter');
       const s = await waitFinished(kp);

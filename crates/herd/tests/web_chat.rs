@@ -10,51 +10,11 @@
 //! (`apt-get install -y --no-install-recommends chromium`); .ci/run installs them. When one is
 //! missing the test fails and says how to install it.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{root, serve, shared};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared() -> PathBuf {
-    match std::env::var_os("HERD_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => root().join("../shared"),
-    }
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `herd serve` on a free port and waits for its "listening on" line.
-fn serve(args: &[String]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .arg("serve")
-        .args(args)
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Server(child, url)
-}
+use std::process::Command;
 
 /// What the browser test needs, each with how to install it when it is missing.
 fn prerequisites() -> Vec<String> {
