@@ -122,6 +122,22 @@ fn lora_tuning_lowers_held_out_loss_and_a_killed_run_resumes_exactly() {
     assert_eq!(full.len(), 20);
     assert!(a.join("adapter/adapter_model.safetensors").exists());
     assert!(a.join("adapter/herd-lineage.json").exists());
+    // The loss curves: one path for training, one (with a point per measurement) held-out.
+    let (ok, _, err) = herd(&["tune", "plot", a.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let svg = std::fs::read_to_string(a.join("loss.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<path").count(), 2, "{svg}");
+    assert_eq!(svg.matches("<circle").count(), 2, "{svg}");
+    // The adapter's lineage: stories260K (MIT) and GPTeacher (MIT) allow commercial use.
+    let (ok, out, err) = herd(&["license", a.join("adapter").to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let text = v.to_string();
+    assert!(
+        text.contains("MIT") && text.contains("toolformer"),
+        "{text}"
+    );
 
     // The same run, killed (SIGKILL) as soon as its first checkpoint is written, then resumed.
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
@@ -262,4 +278,82 @@ fn a_merged_gguf_generates_llama_cpps_greedy_text_and_so_does_run_time_lora() {
     let (ok, out, err) = herd(&["license", merged_s, "--json"]);
     assert!(ok, "{err}");
     assert!(out.contains("stories260K"), "{out}");
+}
+
+#[test]
+fn data_inspect_counts_real_data_and_names_every_bad_row() {
+    let data = shared().join("data/gpteacher/toolformer-similarity-0.6-dataset.json");
+    let (ok, out, err) = herd(&[
+        "data",
+        "inspect",
+        data.to_str().unwrap(),
+        "--model",
+        &base(),
+        "--template",
+        "alpaca",
+    ]);
+    assert!(ok, "{err}");
+    // The file's own count (a JSON array of 2,396 Alpaca records) and its MIT licence.
+    let records =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&data).unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+    assert!(
+        out.contains(&format!("rows        {records} usable, 0 skipped")),
+        "{out}"
+    );
+    assert!(out.contains("format      alpaca"), "{out}");
+    assert!(
+        out.contains("MIT") && out.contains("commercial use allowed"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        concat!(
+            "{\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi!\"}\n",
+            "{\"instruction\": \"Broken\", \"output\": \n",
+            "{\"instruction\": \"No answer\", \"input\": \"\"}\n",
+            "{\"instruction\": \"Empty\", \"input\": \"\", \"output\": \"\"}\n",
+            "{\"instruction\": 5, \"input\": \"\", \"output\": \"x\"}\n",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = herd(&["data", "inspect", bad.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1 usable, 4 skipped"), "{out}");
+    for (line, why) in [
+        (2, "not valid JSON"),
+        (3, "missing field 'output'"),
+        (4, "empty answer"),
+        (5, "field 'instruction' should be a string"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("bad.jsonl:{line} ")) && l.contains(why)),
+            "line {line}: {out}"
+        );
+    }
+    // Training reports the skipped rows; --strict stops at the first, naming it.
+    let run = dir.path().join("run");
+    let (ok, _, err) = herd(&[
+        "tune",
+        &base(),
+        "--data",
+        bad.to_str().unwrap(),
+        "--template",
+        "alpaca",
+        "--strict",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("not valid JSON"),
+        "{err}"
+    );
 }
