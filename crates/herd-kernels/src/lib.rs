@@ -18,6 +18,7 @@ pub mod pool;
 pub mod quantize;
 pub mod simd;
 pub mod types;
+pub mod vec;
 
 pub use dequant::dequantize_row;
 pub use matmul::{WeightRef, matmul};

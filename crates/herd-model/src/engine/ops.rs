@@ -156,15 +156,13 @@ pub fn softmax(xs: &mut [f32]) {
 
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    herd_kernels::vec::dot_f32(a, b)
 }
 
 /// `y += a·x`
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
+    herd_kernels::vec::axpy_f32(a, x, y)
 }
 
 #[cfg(test)]
