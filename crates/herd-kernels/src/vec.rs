@@ -31,6 +31,74 @@ pub fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
     axpy_scalar(alpha, &x[..n], &mut y[..n])
 }
 
+/// `e^x` exactly as ggml's AVX2 `ggml_v_expf` computes it, lane by lane (ARM's
+/// optimized-routines expf: a degree-5 polynomial after range reduction, about 1 ulp).
+/// Matching it bit for bit keeps herd's activations equal to llama.cpp's, which matters once
+/// they are rounded to F16 or Q8 for the next matrix product.
+#[inline]
+pub fn ggml_expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // log2(e)
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
+    if n.abs() <= 126.0 {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]` as ggml's swiglu computes it: `x / (1 + e^-x) · u`, with
+/// [`ggml_expf`] on whole groups of 8 (its AVX2 `ggml_v_expf`, bit for bit) and libm's `exp`
+/// on the rest.
+#[inline]
+pub fn swiglu_f32(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len());
+    let vec_end = n / 8 * 8;
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as above.
+        unsafe { x86::swiglu(&mut gate[..vec_end], &up[..vec_end]) };
+        swiglu_tail(&mut gate[vec_end..n], &up[vec_end..n]);
+        return;
+    }
+    swiglu_scalar(&mut gate[..n], &up[..n]);
+}
+
+/// The reference for [`swiglu_f32`].
+pub fn swiglu_scalar(gate: &mut [f32], up: &[f32]) {
+    let vec_end = gate.len() / 8 * 8;
+    for (g, &u) in gate[..vec_end].iter_mut().zip(up) {
+        *g = *g / (1.0 + ggml_expf(-*g)) * u;
+    }
+    swiglu_tail(&mut gate[vec_end..], &up[vec_end..]);
+}
+
+fn swiglu_tail(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
 /// The reference for [`dot_f32`].
 pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -84,6 +152,75 @@ mod x86 {
         s
     }
 
+    /// `ggml_v_expf` (ggml-cpu's AVX2 exp), the vector form of [`super::ggml_expf`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn expf8(x: __m256) -> __m256 {
+        let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(n, c(0x35bf_be8e), _mm256_fnmadd_ps(n, c(0x3f31_7200), x));
+        let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(z));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(
+            e,
+            _mm256_castps_si256(_mm256_set1_ps(1.0)),
+        ));
+        let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+        let cmask = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(126.0));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm256_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm256_mul_ps(c(0x3f7f_fff6), b),
+        );
+        if _mm256_movemask_ps(cmask) == 0 {
+            return _mm256_fmadd_ps(j, k, k);
+        }
+        let g = _mm256_and_si256(
+            _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(n, _mm256_setzero_ps())),
+            _mm256_set1_epi32(0x8200_0000u32 as i32),
+        );
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let dmask = _mm256_cmp_ps::<_CMP_GT_OQ>(abs_n, _mm256_set1_ps(192.0));
+        _mm256_or_ps(
+            _mm256_and_ps(dmask, _mm256_mul_ps(s1, s1)),
+            _mm256_andnot_ps(
+                dmask,
+                _mm256_or_ps(
+                    _mm256_and_ps(cmask, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                    _mm256_andnot_ps(cmask, _mm256_fmadd_ps(k, j, k)),
+                ),
+            ),
+        )
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA; `gate` and `up` have the same length, a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
+        let one = _mm256_set1_ps(1.0);
+        let (pg, pu) = (gate.as_mut_ptr(), up.as_ptr());
+        let mut i = 0;
+        // SAFETY: `i + 8 <= len` elements of both slices.
+        unsafe {
+            while i + 8 <= gate.len() {
+                let x = _mm256_loadu_ps(pg.add(i));
+                let silu = _mm256_div_ps(
+                    x,
+                    _mm256_add_ps(one, expf8(_mm256_sub_ps(_mm256_setzero_ps(), x))),
+                );
+                _mm256_storeu_ps(pg.add(i), _mm256_mul_ps(silu, _mm256_loadu_ps(pu.add(i))));
+                i += 8;
+            }
+        }
+    }
+
     /// # Safety
     /// The CPU must have AVX2 and FMA; `x` and `y` have the same length.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -120,6 +257,47 @@ mod tests {
                 (s % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn ggml_expf_is_within_two_ulp_of_exp() {
+        let mut x = -100.0f32;
+        while x < 88.0 {
+            let (a, b) = (ggml_expf(x), x.exp());
+            assert!(
+                (a - b).abs() <= 2.5e-7 * b.abs() + f32::MIN_POSITIVE,
+                "exp({x}): {a} vs {b}"
+            );
+            x += 0.0137;
+        }
+        assert_eq!(ggml_expf(-200.0), 0.0);
+        assert!(ggml_expf(100.0).is_infinite());
+    }
+
+    #[test]
+    fn simd_swiglu_is_the_reference_bit_for_bit() {
+        for n in [0, 5, 8, 13, 64, 1000] {
+            let mut gate: Vec<f32> = values(n, 7 + n as u32).iter().map(|v| v * 30.0).collect();
+            // Huge and tiny inputs take the exponent's slow paths.
+            if n >= 8 {
+                gate[0] = -150.0;
+                gate[1] = 100.0;
+                gate[2] = -95.0;
+                gate[3] = 200.0;
+            }
+            let up = values(n, 99 + n as u32);
+            let (mut a, mut b) = (gate.clone(), gate.clone());
+            swiglu_f32(&mut a, &up);
+            swiglu_scalar(&mut b, &up);
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "n={n} i={i}: {x} vs {y} (input {})",
+                    gate[i]
+                );
+            }
+        }
     }
 
     #[test]

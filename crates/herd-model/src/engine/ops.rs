@@ -44,58 +44,11 @@ pub fn rope(head: &mut [f32], cos: &[f32], sin: &[f32], layout: RopeLayout) {
     }
 }
 
-/// `e^x` exactly as ggml's AVX2 `ggml_v_expf` computes it, lane by lane (ARM's
-/// optimized-routines expf: a degree-5 polynomial after range reduction, about 1 ulp).
-/// Matching it bit for bit keeps herd's activations equal to llama.cpp's, which matters once
-/// they are rounded to F16 or Q8 for the next matrix product.
-#[inline]
-pub fn ggml_expf(x: f32) -> f32 {
-    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
-    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // log2(e)
-    let n = z - r;
-    let b = (-n).mul_add(
-        f32::from_bits(0x35bf_be8e),
-        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
-    );
-    let e = z.to_bits() << 23;
-    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
-    let u = b * b;
-    let j = f32::from_bits(0x3c07_2010)
-        .mul_add(b, f32::from_bits(0x3d2b_9f17))
-        .mul_add(
-            u,
-            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
-        )
-        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
-    if n.abs() <= 126.0 {
-        return j.mul_add(k, k);
-    }
-    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
-    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
-    let s2 = f32::from_bits(e.wrapping_sub(g));
-    if n.abs() > 192.0 {
-        s1 * s1
-    } else {
-        s2.mul_add(j, s2) * s1
-    }
-}
-
 /// `gate = act(gate) · up`, elementwise over one row.
 #[inline]
 pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
     match act {
-        Activation::Silu => {
-            // ggml's swiglu: the vector exp on whole groups of 8, libm's on the rest.
-            let vec_end = gate.len() / 8 * 8;
-            for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
-                let e = if i < vec_end {
-                    ggml_expf(-*g)
-                } else {
-                    (-*g).exp()
-                };
-                *g = *g / (1.0 + e) * u;
-            }
-        }
+        Activation::Silu => herd_kernels::vec::swiglu_f32(gate, up),
         Activation::GeluTanh => {
             const SQRT_2_OVER_PI: f32 = 0.797_884_6;
             for (g, &u) in gate.iter_mut().zip(up) {
@@ -181,21 +134,6 @@ mod tests {
         ] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
         }
-    }
-
-    #[test]
-    fn ggml_expf_is_within_two_ulp_of_exp() {
-        let mut x = -100.0f32;
-        while x < 88.0 {
-            let (a, b) = (ggml_expf(x), x.exp());
-            assert!(
-                (a - b).abs() <= 2.5e-7 * b.abs() + f32::MIN_POSITIVE,
-                "exp({x}): {a} vs {b}"
-            );
-            x += 0.0137;
-        }
-        assert_eq!(ggml_expf(-200.0), 0.0);
-        assert!(ggml_expf(100.0).is_infinite());
     }
 
     #[test]
