@@ -39,6 +39,8 @@ enum Cmd {
     Pull(cmd::hub::PullArgs),
     /// List the models in the cache with size, architecture, quantization and licence.
     List(cmd::hub::ListArgs),
+    /// Evaluate: benchmarks, LLM judges, ratings, reports (results kept in SQLite).
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
@@ -54,6 +56,7 @@ fn main() {
         Cmd::Convert(a) => cmd::convert::run(a),
         Cmd::Pull(a) => cmd::hub::pull(a),
         Cmd::List(a) => cmd::hub::list(a),
+        Cmd::Eval(a) => cmd::eval::run(a),
     };
     if let Err(e) = res {
         eprintln!("herd: error: {e:#}");

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod chat;
 pub mod convert;
+pub mod eval;
 pub mod hub;
 pub mod info;
 pub mod logits;
