@@ -4,7 +4,7 @@
 
 pub mod generate;
 pub mod json;
-pub mod rng;
+pub use herd_model::rng;
 pub mod sampler;
 pub mod stop;
 

@@ -241,7 +241,7 @@ fn dot_q6_k(x: &[u8], y: &[u8]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dequant::dequantize_row;
     use crate::quantize::quantize_row;

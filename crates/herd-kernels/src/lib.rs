@@ -4,9 +4,15 @@
 //!
 //! Every fast kernel has a scalar reference beside it and a test that the two agree. This crate
 //! knows nothing of models: it sees byte slices, element types and shapes.
+//!
+//! Layout: [`dot`] (scalar reference dot products), [`simd`] (run-time dispatch and the AVX2
+//! row kernels, `simd::x86`), `gemm` (tiled kernels for many tokens), [`mod@matmul`] (chooses
+//! between them and splits the work over the [`pool`]). `examples/kernels.rs` times them on
+//! real model shapes.
 
 pub mod dequant;
 pub mod dot;
+mod gemm;
 pub mod matmul;
 pub mod pool;
 pub mod quantize;
@@ -17,4 +23,5 @@ pub use dequant::dequantize_row;
 pub use matmul::{WeightRef, matmul};
 pub use pool::ThreadPool;
 pub use quantize::quantize_row;
+pub use simd::Isa;
 pub use types::{GgmlType, QK_K};

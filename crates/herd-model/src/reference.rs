@@ -7,6 +7,8 @@
 //! Shapes: `B` sequences, `T` new tokens each, `S` keys (cached + new), `H` hidden size,
 //! `nh`/`nkv` query/key-value heads of `hd` dimensions, `V` vocabulary.
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::Result;
@@ -14,22 +16,74 @@ use crate::model::{LayerTensors, Model};
 use crate::spec::{Activation, ModelSpec, RopeLayout};
 use crate::tensor::StoredTensor;
 
-/// `y = x·wᵀ + b` over the last dimension.
+/// A linear layer's weight: an f32 tensor (trainable or not), or a frozen matrix kept in its
+/// stored (quantised) type and multiplied by herd's kernels (QLoRA-style training).
+#[derive(Clone, Debug)]
+pub enum LinearWeight {
+    /// `[out, in]`
+    Dense(Tensor),
+    Quantized(Arc<StoredTensor>),
+}
+
+/// A low-rank adapter on a linear layer, as PEFT's LoRA: `y += (drop(x)·Aᵀ)·Bᵀ · scaling`.
+#[derive(Clone, Debug)]
+pub struct Lora {
+    /// `[r, in]`
+    pub a: Tensor,
+    /// `[out, r]`
+    pub b: Tensor,
+    /// `alpha / r`.
+    pub scaling: f64,
+    /// Dropout for the next forward pass: `[.., in]` of 0 or `1/(1-p)`, set by the trainer.
+    pub mask: Option<Tensor>,
+}
+
+/// `y = x·wᵀ + b` over the last dimension, plus an optional LoRA term.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    /// `[out, in]`
-    pub weight: Tensor,
+    pub weight: LinearWeight,
     /// `[out]`
     pub bias: Option<Tensor>,
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear {
+            weight: LinearWeight::Dense(weight),
+            bias,
+            lora: None,
+        }
+    }
+
+    /// The weight as an f32 tensor (dequantised if needed).
+    pub fn weight_f32(&self, device: &Device) -> Result<Tensor> {
+        match &self.weight {
+            LinearWeight::Dense(w) => Ok(w.clone()),
+            LinearWeight::Quantized(q) => to_tensor(q, device),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // x: [.., in] → [.., out]
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
-        Ok(match &self.bias {
+        let y = match &self.weight {
+            LinearWeight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
+            LinearWeight::Quantized(q) => crate::qlinear::forward(x, q)?,
+        };
+        let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
+        };
+        Ok(match &self.lora {
+            None => y,
+            Some(l) => {
+                let x = match &l.mask {
+                    Some(m) => x.broadcast_mul(m)?,
+                    None => x.clone(),
+                };
+                let d = x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)?;
+                (y + (d * l.scaling)?)?
+            }
         })
     }
 }
@@ -107,7 +161,8 @@ pub struct RefModel {
     pub device: Device,
 }
 
-fn to_tensor(t: &StoredTensor, device: &Device) -> Result<Tensor> {
+/// A stored tensor as an f32 candle tensor.
+pub fn to_tensor(t: &StoredTensor, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(t.to_f32(), t.shape.clone(), device)?)
 }
 
@@ -116,10 +171,10 @@ impl RefModel {
     pub fn load(model: &Model, device: &Device) -> Result<Self> {
         let t = model.tensors()?;
         let lin = |w: &StoredTensor, b: &Option<StoredTensor>| -> Result<Linear> {
-            Ok(Linear {
-                weight: to_tensor(w, device)?,
-                bias: b.as_ref().map(|b| to_tensor(b, device)).transpose()?,
-            })
+            Ok(Linear::dense(
+                to_tensor(w, device)?,
+                b.as_ref().map(|b| to_tensor(b, device)).transpose()?,
+            ))
         };
         let opt = |x: &Option<StoredTensor>| x.as_ref().map(|x| to_tensor(x, device)).transpose();
         let layers = t

@@ -25,6 +25,12 @@ enum Cmd {
     Chat(cmd::chat::Args),
     /// Serve the OpenAI-compatible API and a web chat (127.0.0.1:8080 by default).
     Serve(cmd::serve::Args),
+    /// Fine-tune a model on instruction data (LoRA or full), resume a run, plot its losses.
+    Tune(cmd::tune::Args),
+    /// Fold a LoRA adapter into a model's weights (GGUF or safetensors out).
+    Merge(cmd::merge::Args),
+    /// Look at a dataset before training on it.
+    Data(cmd::data::Args),
     /// Print the token ids and pieces of a text.
     Tokenize(cmd::tokenize::Args),
     /// Describe a model: architecture, parameters, tensor types, context, rope, template, licence.
@@ -41,6 +47,8 @@ enum Cmd {
     List(cmd::hub::ListArgs),
     /// Evaluate: benchmarks, LLM judges, ratings, reports (results kept in SQLite).
     Eval(cmd::eval::Args),
+    /// May it be used commercially? The verdict over a model's or dataset's whole lineage.
+    License(cmd::license::Args),
 }
 
 fn main() {
@@ -50,6 +58,9 @@ fn main() {
         Cmd::Chat(a) => cmd::chat::run(a),
         Cmd::Tokenize(a) => cmd::tokenize::run(a),
         Cmd::Serve(a) => cmd::serve::run(a),
+        Cmd::Tune(a) => cmd::tune::run(a),
+        Cmd::Merge(a) => cmd::merge::run(a),
+        Cmd::Data(a) => cmd::data::run(a),
         Cmd::Info(a) => cmd::info::run(a),
         Cmd::Logits(a) => cmd::logits::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),
@@ -57,6 +68,7 @@ fn main() {
         Cmd::Pull(a) => cmd::hub::pull(a),
         Cmd::List(a) => cmd::hub::list(a),
         Cmd::Eval(a) => cmd::eval::run(a),
+        Cmd::License(a) => cmd::license::run(a),
     };
     if let Err(e) = res {
         eprintln!("herd: error: {e:#}");

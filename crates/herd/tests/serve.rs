@@ -28,25 +28,45 @@ impl Drop for Server {
 fn serve(extra: &[&str]) -> Server {
     let model = shared().join("models/stories260K/stories260K.gguf");
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["serve", model.to_str().unwrap(), "--port", "0", "--ctx", "2048", "-t", "1"])
+        .args([
+            "serve",
+            model.to_str().unwrap(),
+            "--port",
+            "0",
+            "--ctx",
+            "2048",
+            "-t",
+            "1",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
     Server { child, url }
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().new_agent()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
 }
 
 /// A streaming completion long enough to keep its slot busy.
 fn long_stream(url: &str, max_tokens: usize) -> ureq::http::Response<ureq::Body> {
-    let body = format!(r#"{{"model": "stories260K", "prompt": "Once upon a time", "max_tokens": {max_tokens}, "stream": true, "ignore_eos": true}}"#);
+    let body = format!(
+        r#"{{"model": "stories260K", "prompt": "Once upon a time", "max_tokens": {max_tokens}, "stream": true, "ignore_eos": true}}"#
+    );
     agent()
         .post(&format!("{url}/v1/completions"))
         .header("content-type", "application/json")
@@ -55,7 +75,13 @@ fn long_stream(url: &str, max_tokens: usize) -> ureq::http::Response<ureq::Body>
 }
 
 fn metric(url: &str, name: &str) -> f64 {
-    let text = agent().get(&format!("{url}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+    let text = agent()
+        .get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -66,7 +92,10 @@ fn metric(url: &str, name: &str) -> f64 {
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -75,12 +104,19 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 fn a_full_queue_answers_429_with_retry_after() {
     let s = serve(&["--parallel", "1", "--max-queue", "1"]);
     let _running = long_stream(&s.url, 1900);
-    wait_for("the first request to run", || metric(&s.url, "herd_running_sequences") == 1.0);
+    wait_for("the first request to run", || {
+        metric(&s.url, "herd_running_sequences") == 1.0
+    });
     let _queued = long_stream(&s.url, 10);
-    wait_for("the second request to queue", || metric(&s.url, "herd_queue_depth") == 1.0);
+    wait_for("the second request to queue", || {
+        metric(&s.url, "herd_queue_depth") == 1.0
+    });
     let r = long_stream(&s.url, 10);
     assert_eq!(r.status().as_u16(), 429);
-    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     let body = r.into_body().read_to_string().unwrap();
     assert!(body.contains("rate_limit_exceeded"), "{body}");
 }
@@ -95,7 +131,9 @@ fn a_client_that_goes_away_frees_its_slot_at_once() {
     assert!(line.starts_with("data: "), "{line}");
     assert_eq!(metric(&s.url, "herd_running_sequences"), 1.0);
     drop(reader);
-    wait_for("the slot to be freed", || metric(&s.url, "herd_running_sequences") == 0.0);
+    wait_for("the slot to be freed", || {
+        metric(&s.url, "herd_running_sequences") == 0.0
+    });
     assert_eq!(metric(&s.url, "herd_cancelled_total"), 1.0);
     // The freed slot serves the next request.
     let r = agent()
@@ -114,11 +152,24 @@ fn sigterm_finishes_running_streams_then_exits() {
     let mut first = String::new();
     body.read_line(&mut first).unwrap();
     let pid = s.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut rest = String::new();
     body.read_to_string(&mut rest).unwrap();
-    assert!(rest.trim_end().ends_with("data: [DONE]"), "the stream did not finish: …{}", &rest[rest.len().saturating_sub(200)..]);
-    assert!(rest.contains("\"finish_reason\":\"length\""), "the stream was cut instead of finished");
+    assert!(
+        rest.trim_end().ends_with("data: [DONE]"),
+        "the stream did not finish: …{}",
+        &rest[rest.len().saturating_sub(200)..]
+    );
+    assert!(
+        rest.contains("\"finish_reason\":\"length\""),
+        "the stream was cut instead of finished"
+    );
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
@@ -131,10 +182,20 @@ fn sigterm_cancels_what_outlasts_the_grace_period() {
     let mut first = String::new();
     body.read_line(&mut first).unwrap();
     let t0 = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut rest = String::new();
     let _ = body.read_to_string(&mut rest);
-    assert!(rest.contains("\"finish_reason\":\"cancelled\""), "…{}", &rest[rest.len().saturating_sub(300)..]);
+    assert!(
+        rest.contains("\"finish_reason\":\"cancelled\""),
+        "…{}",
+        &rest[rest.len().saturating_sub(300)..]
+    );
     assert!(s.child.wait().unwrap().success());
     assert!(t0.elapsed() < Duration::from_secs(15));
 }
@@ -142,7 +203,11 @@ fn sigterm_cancels_what_outlasts_the_grace_period() {
 #[test]
 fn cors_is_off_unless_enabled_and_bodies_are_bounded() {
     let s = serve(&["--max-body-mb", "1"]);
-    assert!(s.url.starts_with("http://127.0.0.1:"), "binds 127.0.0.1 by default: {}", s.url);
+    assert!(
+        s.url.starts_with("http://127.0.0.1:"),
+        "binds 127.0.0.1 by default: {}",
+        s.url
+    );
     let pre = |url: &str| {
         agent()
             .options(&format!("{url}/v1/chat/completions"))
@@ -151,11 +216,28 @@ fn cors_is_off_unless_enabled_and_bodies_are_bounded() {
             .call()
             .unwrap()
     };
-    assert!(pre(&s.url).headers().get("access-control-allow-origin").is_none());
-    let big = format!(r#"{{"model": "stories260K", "prompt": "{}"}}"#, "a".repeat(2 << 20));
-    let r = agent().post(&format!("{}/v1/completions", s.url)).header("content-type", "application/json").send(big).unwrap();
+    assert!(
+        pre(&s.url)
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let big = format!(
+        r#"{{"model": "stories260K", "prompt": "{}"}}"#,
+        "a".repeat(2 << 20)
+    );
+    let r = agent()
+        .post(&format!("{}/v1/completions", s.url))
+        .header("content-type", "application/json")
+        .send(big)
+        .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     let c = serve(&["--cors", "http://example.com"]);
     let r = pre(&c.url);
-    assert_eq!(r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("http://example.com"));
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://example.com")
+    );
 }

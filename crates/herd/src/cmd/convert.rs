@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use herd_kernels::GgmlType;
+use herd_license::facts::{Facts, Origin, Problem};
+use herd_license::manifest::method;
+use herd_license::{Component, Kind, Manifest};
 use herd_model::export::{tokenizer_metadata, uniform_plan_with_fallback, write_gguf};
 
 #[derive(clap::Args)]
@@ -34,9 +37,11 @@ pub fn run(a: Args) -> Result<()> {
     let fallback = GgmlType::from_name(&a.fallback)
         .filter(|t| !t.is_quantized())
         .ok_or_else(|| anyhow!("--fallback must be f32, f16 or bf16, not '{}'", a.fallback))?;
-    let model = super::open_model(&a.model)?;
+    let path = super::model_path(&a.model)?;
+    let model = herd_model::Model::open(&path)?;
     let mut extra = tokenizer_metadata(&model);
     extra.extend(herd_model::tokenizer::gguf_metadata_for(&model)?);
+    extra.extend(lineage(&a, &path, dtype).to_gguf_metadata());
     write_gguf(
         &model,
         &a.out,
@@ -45,4 +50,37 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     eprintln!("wrote {} ({dtype})", a.out.display());
     Ok(())
+}
+
+/// The lineage manifest embedded in the written file: method `quantize` or `convert`, with
+/// the source's licence facts as its parent. Facts that cannot be read do not stop the
+/// conversion: they are recorded as a problem, so `herd license` on the output says unknown.
+fn lineage(a: &Args, source: &std::path::Path, dtype: GgmlType) -> Manifest {
+    let parent = herd_license::detect(source).unwrap_or_else(|e| {
+        eprintln!(
+            "herd: warning: the licence facts of {} could not be read: {e}",
+            a.model
+        );
+        let facts = Facts {
+            problems: vec![Problem {
+                origin: Origin::new(source.display().to_string(), None),
+                message: e.to_string(),
+            }],
+            ..Default::default()
+        };
+        Manifest::found(Kind::Model, Component::named(&a.model).with_facts(facts))
+    });
+    let name = a
+        .out
+        .file_stem()
+        .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+    let how = if dtype.is_quantized() {
+        method::QUANTIZE
+    } else {
+        method::CONVERT
+    };
+    Manifest::new(Kind::Gguf, name, how)
+        .with_path(&a.out)
+        .with_hyperparameters(serde_json::json!({"type": a.dtype, "fallback": a.fallback}))
+        .with_parent(parent)
 }

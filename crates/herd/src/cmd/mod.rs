@@ -2,13 +2,18 @@ pub mod bench;
 pub mod chat;
 pub mod convert;
 pub mod eval;
+pub mod data;
 pub mod hub;
 pub mod info;
+pub mod license;
 pub mod logits;
+pub mod merge;
+pub mod plot;
 pub mod run;
 pub mod sampling;
 pub mod serve;
 pub mod tokenize;
+pub mod tune;
 
 /// Threads herd uses by default: the CPUs this process may run on (CPU affinity and cgroup
 /// quotas included, as `std::thread::available_parallelism` reads them).

@@ -1,0 +1,294 @@
+//! Float weights (F32, F16, BF16) × f32 activations.
+//!
+//! - Few tokens: dot-product tiles of 3 rows × 3 tokens, eight lanes along the row, straight
+//!   from the weight bytes: each step loads eight elements of 3 activation and 3 weight rows
+//!   (widening halves) for 9 FMAs. (4 × 3 needs 17 registers and spills an accumulator.)
+//! - Many tokens: weights packed as f32 panels of 16 rows (`[k][16]`, converted once), and a
+//!   16 × 6 outer-product kernel: per element, two panel loads and six broadcast activations
+//!   feed 12 FMAs into 12 accumulators, with no horizontal sums at the end.
+
+use std::arch::x86_64::*;
+
+use super::{BLOCK_BYTES, drive_packed, transpose8};
+use crate::matmul::{Prepared, SharedMut, WeightRef};
+use crate::pool::ThreadPool;
+use crate::simd::x86::float::{Bf16, F16, F32, Lanes};
+use crate::simd::x86::hsum_ps;
+use crate::types::GgmlType;
+
+const RM: usize = 3;
+const RN: usize = 3;
+/// Tokens from which packing the weights pays.
+const PACK_MIN: usize = 32;
+/// Panel vectors (16 rows) and tokens of the packed kernel.
+const PV: usize = 2;
+const PRN: usize = 6;
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `x` must hold f32 rows (`x.f32s`) of `w.cols`.
+pub(super) unsafe fn run(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &mut [f32]) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        let packed = x.n >= PACK_MIN;
+        match w.dtype {
+            GgmlType::F32 if packed => go_packed::<F32>(pool, w, x, y),
+            GgmlType::F16 if packed => go_packed::<F16>(pool, w, x, y),
+            GgmlType::BF16 if packed => go_packed::<Bf16>(pool, w, x, y),
+            GgmlType::F32 => go::<F32>(pool, w, x, y),
+            GgmlType::F16 => go::<F16>(pool, w, x, y),
+            GgmlType::BF16 => go::<Bf16>(pool, w, x, y),
+            t => unreachable!("float tiles for {t}"),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn go<W: Lanes>(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &mut [f32]) {
+    let (rows, k, n) = (w.rows, w.cols, x.n);
+    assert_eq!(x.f32s.len(), n * k, "float tiles need f32 activations");
+    let rb = w.row_bytes();
+    let units = rows.div_ceil(RM);
+    let per_item = (BLOCK_BYTES / (RM * rb).max(1))
+        .min(units.div_ceil(4 * pool.n_threads()))
+        .max(1);
+    let out = SharedMut(y.as_mut_ptr());
+    let (wd, xd) = (w.data, x.f32s);
+    pool.run_dynamic(units.div_ceil(per_item), |item| {
+        let u0 = item * per_item;
+        let u1 = (u0 + per_item).min(units);
+        let mut t0 = 0;
+        while t0 < n {
+            let rn = RN.min(n - t0);
+            for u in u0..u1 {
+                let r0 = u * RM;
+                let rm = RM.min(rows - r0);
+                // SAFETY: rows `r0..r0 + rm` and tokens `t0..t0 + rn` exist; this item
+                // alone writes rows `r0..r0 + rm` of `y`.
+                unsafe {
+                    tile_any::<W>(
+                        rm,
+                        rn,
+                        wd.as_ptr().add(r0 * rb),
+                        rb,
+                        xd.as_ptr().add(t0 * k),
+                        k,
+                        out.at(t0 * rows + r0),
+                        rows,
+                    )
+                };
+            }
+            t0 += rn;
+        }
+    });
+}
+
+/// [`tile`] for a run-time tile shape.
+///
+/// # Safety
+/// As [`tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_any<W: Lanes>(
+    rm: usize,
+    rn: usize,
+    w: *const u8,
+    ws: usize,
+    x: *const f32,
+    k: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    macro_rules! shapes {
+        ($(($m:literal, $n:literal)),*) => {
+            match (rm, rn) {
+                // SAFETY: forwarded to the caller.
+                $(($m, $n) => unsafe { tile::<W, $m, $n>(w, ws, x, k, y, ys) },)*
+                _ => unreachable!("tile shape {rm}×{rn}"),
+            }
+        };
+    }
+    shapes!(
+        (4, 3),
+        (4, 2),
+        (4, 1),
+        (3, 3),
+        (3, 2),
+        (3, 1),
+        (2, 3),
+        (2, 2),
+        (2, 1),
+        (1, 3),
+        (1, 2),
+        (1, 1)
+    )
+}
+
+/// `y[j·ys + i] = Σ_k w[i][k]·x[j][k]` for `M` weight rows (`ws` bytes apart) and `N` token
+/// rows of `k` f32 (`k` apart).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; all rows must be readable for `k` elements and the
+/// `M × N` outputs writable.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tile<W: Lanes, const M: usize, const N: usize>(
+    w: *const u8,
+    ws: usize,
+    x: *const f32,
+    k: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); N]; M];
+    let k8 = k - k % 8;
+    let mut e = 0;
+    // SAFETY (loads): element `e + 8 <= k8 <= k` of every row.
+    while e < k8 {
+        let xv: [__m256; N] = std::array::from_fn(|j| unsafe { _mm256_loadu_ps(x.add(j * k + e)) });
+        for (i, row) in acc.iter_mut().enumerate() {
+            let wv = unsafe { W::load8(w.add(i * ws + e * W::SIZE)) };
+            for (a, &xj) in row.iter_mut().zip(&xv) {
+                *a = _mm256_fmadd_ps(wv, xj, *a);
+            }
+        }
+        e += 8;
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, a) in row.iter().enumerate() {
+            let mut s = hsum_ps(*a);
+            for t in k8..k {
+                // SAFETY: element `t < k` of weight row `i` and token row `j`.
+                unsafe { s += W::get(w.add(i * ws), t) * *x.add(j * k + t) };
+            }
+            // SAFETY: output `(i, j)` is writable (caller).
+            unsafe { *y.add(j * ys + i) = s };
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn go_packed<W: Lanes>(
+    pool: &ThreadPool,
+    w: WeightRef<'_>,
+    x: &Prepared<'_>,
+    y: &mut [f32],
+) {
+    let (rows, k) = (w.rows, w.cols);
+    assert_eq!(x.f32s.len(), x.n * k, "float tiles need f32 activations");
+    let (rb, data, xs) = (w.row_bytes(), w.data, x.f32s);
+    // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
+    // `x.n`; `pack` writes one panel of `64 * k` bytes.
+    unsafe {
+        drive_packed::<PV, PRN>(
+            pool,
+            rows,
+            x.n,
+            y,
+            64 * k,
+            |r0, dst| pack::<W>(data.as_ptr(), rows, rb, k, r0, dst),
+            |panel, t0, rn| kern_any(panel, k, xs.as_ptr().add(t0 * k), rn),
+        )
+    }
+}
+
+/// Packs rows `r0..r0 + 16` (zeros past `rows`) as f32 `[k][16]` at `dst`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `data` holds `rows` rows of `rb` bytes (`k`
+/// elements) and `dst` has room for `64 * k` bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack<W: Lanes>(
+    data: *const u8,
+    rows: usize,
+    rb: usize,
+    k: usize,
+    r0: usize,
+    dst: *mut u8,
+) {
+    let k8 = k - k % 8;
+    for h in 0..PV {
+        let first = r0 + 8 * h;
+        let live = rows.saturating_sub(first).min(8);
+        let mut e = 0;
+        while e < k8 {
+            let v: [__m256i; 8] = std::array::from_fn(|r| {
+                if r < live {
+                    // SAFETY: row `first + r < rows`, elements `e..e + 8 <= k`.
+                    _mm256_castps_si256(unsafe {
+                        W::load8(data.add((first + r) * rb + e * W::SIZE))
+                    })
+                } else {
+                    _mm256_setzero_si256()
+                }
+            });
+            for (kk, t) in transpose8(v).iter().enumerate() {
+                // SAFETY: element `e + kk < k` of the panel, half `h`.
+                unsafe { _mm256_storeu_si256(dst.add((e + kk) * 64 + 32 * h).cast(), *t) };
+            }
+            e += 8;
+        }
+        for e in k8..k {
+            for r in 0..8 {
+                // SAFETY: as above, one element at a time.
+                unsafe {
+                    let v = if r < live {
+                        W::get(data.add((first + r) * rb), e)
+                    } else {
+                        0.0
+                    };
+                    dst.add(e * 64 + 4 * (8 * h + r))
+                        .cast::<f32>()
+                        .write_unaligned(v);
+                }
+            }
+        }
+    }
+}
+
+/// [`kern`] for `rn` tokens at run time.
+///
+/// # Safety
+/// As [`kern`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern_any(panel: *const u8, k: usize, x: *const f32, rn: usize) -> [[__m256; PV]; PRN] {
+    let mut out = [[_mm256_setzero_ps(); PV]; PRN];
+    macro_rules! widths {
+        ($($n:literal),*) => {
+            match rn {
+                // SAFETY: forwarded to the caller.
+                $($n => out[..$n].copy_from_slice(&unsafe { kern::<$n>(panel, k, x) }),)*
+                _ => unreachable!("{rn} tokens"),
+            }
+        };
+    }
+    widths!(1, 2, 3, 4, 5, 6);
+    out
+}
+
+/// `[j][v]` lane `r`: panel row `8v + r` · token `j`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements and `x` `N` token
+/// rows of `k` f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern<const N: usize>(panel: *const u8, k: usize, x: *const f32) -> [[__m256; PV]; N] {
+    let mut acc = [[_mm256_setzero_ps(); PV]; N];
+    let rows: [*const f32; N] = std::array::from_fn(|j| x.wrapping_add(j * k));
+    let mut p = panel;
+    for e in 0..k {
+        // SAFETY: element `e < k` of the panel (at `p`) and of each token row.
+        unsafe {
+            let w0 = _mm256_loadu_ps(p.cast());
+            let w1 = _mm256_loadu_ps(p.add(32).cast());
+            for (a, r) in acc.iter_mut().zip(&rows) {
+                let xv = _mm256_set1_ps(*r.add(e));
+                a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
+                a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
+            }
+            p = p.add(64);
+        }
+    }
+    acc
+}

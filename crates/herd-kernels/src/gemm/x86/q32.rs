@@ -1,0 +1,263 @@
+//! Packed tiles for the 32-element block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+//!
+//! A packed block of a panel (8 rows, one 32-element block each) is
+//! `q[8][32] | d[8] f32 | m[8] f32 (Q4_1, Q5_1)`: `q[s]` holds quants `4s..4s+4` of every row,
+//! row `r` in lane `r`. Unsigned quants are stored as they are (0..15 or 0..31, the zero point
+//! of Q4_0/Q5_0 comes off as `zero·Σa` from the activation block sums); Q8_0 stores `|q|` and
+//! then `q`, for `maddubs`' unsigned × signed operands.
+//!
+//! 16-bit headroom: activations are within ±127 (quantised by 127/amax), so one `maddubs` lane
+//! is at most 2·15·127 = 3810 for 4-bit quants and eight steps (a whole block) sum without
+//! overflow; 5-bit quants (7874) take four.
+
+use std::arch::x86_64::*;
+
+use super::{PANEL, bcast_f32, bcast4, drive_packed, transpose8};
+use crate::matmul::{Prepared, WeightRef};
+use crate::pool::ThreadPool;
+use crate::simd::x86::{bytes_from_bits32, f16_at, load256, nibbles32};
+
+pub(super) const Q4_0: u8 = 0;
+pub(super) const Q4_1: u8 = 1;
+pub(super) const Q5_0: u8 = 2;
+pub(super) const Q5_1: u8 = 3;
+pub(super) const Q8_0: u8 = 4;
+
+/// Tokens per kernel call.
+const RN: usize = 4;
+
+const fn has_min(k: u8) -> bool {
+    k == Q4_1 || k == Q5_1
+}
+
+/// Bytes of packed quants per block.
+const fn qbytes(k: u8) -> usize {
+    if k == Q8_0 { 512 } else { 256 }
+}
+
+/// Bytes of one packed block of a panel.
+const fn packed(k: u8) -> usize {
+    qbytes(k) + 32 + if has_min(k) { 32 } else { 0 }
+}
+
+/// Bytes of a weight block.
+const fn wblock(k: u8) -> usize {
+    [18, 20, 22, 24, 34][k as usize]
+}
+
+/// Bytes of an activation block (Q8_1 for the types with a min, else Q8_0) and the offset of
+/// its quants.
+const fn ablock(k: u8) -> (usize, usize) {
+    if has_min(k) { (36, 4) } else { (34, 2) }
+}
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `x` must be prepared for `w` with `aux`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn run<const K: u8>(
+    pool: &ThreadPool,
+    w: WeightRef<'_>,
+    x: &Prepared<'_>,
+    y: &mut [f32],
+) {
+    let nb = w.cols / 32;
+    let (rows, rb, data) = (w.rows, w.row_bytes(), w.data);
+    let (arb, auxrb) = (x.row_bytes(), x.aux_row_bytes());
+    assert_eq!(auxrb, nb * 8, "activations prepared without block sums");
+    let (acts, aux) = (x.bytes, x.aux);
+    // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
+    // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
+    unsafe {
+        drive_packed::<1, RN>(
+            pool,
+            rows,
+            x.n,
+            y,
+            nb * packed(K),
+            |r0, dst| pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst),
+            |panel, t0, rn| {
+                kern_any::<K>(
+                    panel,
+                    nb,
+                    acts.as_ptr().add(t0 * arb),
+                    arb,
+                    aux.as_ptr().add(t0 * auxrb),
+                    auxrb,
+                    rn,
+                )
+            },
+        )
+    }
+}
+
+/// The 32 quants of the weight block at `blk` as bytes in element order.
+///
+/// # Safety
+/// `blk` must point at a whole block of type `K`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn decode<const K: u8>(blk: *const u8) -> __m256i {
+    // SAFETY: offsets within the block layout (see `simd::x86::q_small`).
+    unsafe {
+        let fifth = |at: usize| {
+            let bits = blk.add(at).cast::<u32>().read_unaligned();
+            _mm256_and_si256(bytes_from_bits32(bits), _mm256_set1_epi8(0x10))
+        };
+        match K {
+            Q4_0 => nibbles32(blk.add(2)),
+            Q4_1 => nibbles32(blk.add(4)),
+            Q5_0 => _mm256_or_si256(nibbles32(blk.add(6)), fifth(2)),
+            Q5_1 => _mm256_or_si256(nibbles32(blk.add(8)), fifth(4)),
+            _ => load256(blk.add(2)),
+        }
+    }
+}
+
+/// Packs rows `r0..r0 + 8` (zeros past `rows`) into `dst`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `data` holds `rows` rows of `rb` bytes (`nb` blocks)
+/// and `dst` has room for `nb` packed blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack<const K: u8>(
+    data: *const u8,
+    rows: usize,
+    rb: usize,
+    nb: usize,
+    r0: usize,
+    dst: *mut u8,
+) {
+    let live = PANEL.min(rows - r0);
+    for b in 0..nb {
+        let mut q = [_mm256_setzero_si256(); PANEL];
+        let mut d = [0f32; PANEL];
+        let mut m = [0f32; PANEL];
+        for r in 0..live {
+            // SAFETY: row `r0 + r < rows`, block `b < nb`.
+            unsafe {
+                let blk = data.add((r0 + r) * rb + b * wblock(K));
+                q[r] = decode::<K>(blk);
+                d[r] = f16_at(blk);
+                if has_min(K) {
+                    m[r] = f16_at(blk.add(2));
+                }
+            }
+        }
+        let t = transpose8(q);
+        // SAFETY: packed block `b` lies within the `nb` blocks at `dst`.
+        unsafe {
+            let o = dst.add(b * packed(K));
+            for (s, v) in t.iter().enumerate() {
+                if K == Q8_0 {
+                    _mm256_storeu_si256(o.add(32 * s).cast(), _mm256_sign_epi8(*v, *v));
+                    _mm256_storeu_si256(o.add(256 + 32 * s).cast(), *v);
+                } else {
+                    _mm256_storeu_si256(o.add(32 * s).cast(), *v);
+                }
+            }
+            _mm256_storeu_ps(o.add(qbytes(K)).cast(), _mm256_loadu_ps(d.as_ptr()));
+            if has_min(K) {
+                _mm256_storeu_ps(o.add(qbytes(K) + 32).cast(), _mm256_loadu_ps(m.as_ptr()));
+            }
+        }
+    }
+}
+
+/// [`kern`] for `rn` tokens at run time.
+///
+/// # Safety
+/// As [`kern`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern_any<const K: u8>(
+    panel: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    aux: *const u8,
+    auxrb: usize,
+    rn: usize,
+) -> [[__m256; 1]; RN] {
+    let mut out = [_mm256_setzero_ps(); RN];
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        match rn {
+            4 => out = kern::<K, 4>(panel, nb, a, arb, aux, auxrb),
+            3 => out[..3].copy_from_slice(&kern::<K, 3>(panel, nb, a, arb, aux, auxrb)),
+            2 => out[..2].copy_from_slice(&kern::<K, 2>(panel, nb, a, arb, aux, auxrb)),
+            _ => out[..1].copy_from_slice(&kern::<K, 1>(panel, nb, a, arb, aux, auxrb)),
+        }
+    }
+    out.map(|v| [v])
+}
+
+/// Lane `r` of result `j`: row `r` of the panel · token `j`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `panel` holds `nb` packed blocks; `a` and `aux` point
+/// at `N` activation rows (`arb`, `auxrb` bytes apart) of `nb` blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn kern<const K: u8, const N: usize>(
+    panel: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    aux: *const u8,
+    auxrb: usize,
+) -> [__m256; N] {
+    let ones = _mm256_set1_epi16(1);
+    let (ab, qs) = ablock(K);
+    // Steps whose 16-bit products may be summed before widening.
+    let run = if K == Q5_0 || K == Q5_1 { 4 } else { 8 };
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the panel and of each token row.
+        unsafe {
+            let pb = panel.add(b * packed(K));
+            let at = a.add(b * ab + qs);
+            let mut isum = [_mm256_setzero_si256(); N];
+            if K == Q8_0 {
+                for s in 0..8 {
+                    let wa = load256(pb.add(32 * s));
+                    let ws = load256(pb.add(256 + 32 * s));
+                    for (j, sum) in isum.iter_mut().enumerate() {
+                        let av = _mm256_sign_epi8(bcast4(at.add(j * arb + 4 * s)), ws);
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, av), ones);
+                        *sum = _mm256_add_epi32(*sum, p);
+                    }
+                }
+            } else {
+                for h in 0..8 / run {
+                    let mut p16 = [_mm256_setzero_si256(); N];
+                    for s in h * run..(h + 1) * run {
+                        let wq = load256(pb.add(32 * s));
+                        for (j, p) in p16.iter_mut().enumerate() {
+                            let av = bcast4(at.add(j * arb + 4 * s));
+                            *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(wq, av));
+                        }
+                    }
+                    for (sum, p) in isum.iter_mut().zip(&p16) {
+                        *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(*p, ones));
+                    }
+                }
+            }
+            let dw = _mm256_loadu_ps(pb.add(qbytes(K)).cast());
+            for (j, (acc, sum)) in acc.iter_mut().zip(&isum).enumerate() {
+                let x = aux.add(j * auxrb + 8 * b);
+                let s = match K {
+                    Q4_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<3>(bcast4(x.add(4)))),
+                    Q5_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<4>(bcast4(x.add(4)))),
+                    _ => *sum,
+                };
+                *acc =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, bcast_f32(x)), *acc);
+                if has_min(K) {
+                    let mw = _mm256_loadu_ps(pb.add(qbytes(K) + 32).cast());
+                    *acc = _mm256_fmadd_ps(mw, bcast_f32(x.add(4)), *acc);
+                }
+            }
+        }
+    }
+    acc
+}

@@ -1,0 +1,201 @@
+//! Run-time dispatch to the fastest dot product this CPU has.
+//!
+//! The instruction set is detected once ([`isa`]); callers that loop fetch a kernel once
+//! ([`quant_dot`], [`float_dot`]) and call it through a plain function pointer, so no detection
+//! or type dispatch happens per row. Every kernel has the same contract as its scalar reference
+//! in [`crate::dot`]; the tests in this module hold them to it.
+//!
+//! aarch64 stays on the scalar path: this workspace has no aarch64 toolchain to even type-check
+//! NEON code against, and unverified SIMD is worse than slow code.
+
+use std::sync::OnceLock;
+
+use crate::dot;
+use crate::types::GgmlType;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// An instruction-set level that has its own kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// The portable reference kernels of [`crate::dot`].
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
+    Avx2,
+}
+
+impl Isa {
+    /// Every level this CPU can run, slowest first (for tests and benchmarks).
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Scalar];
+        if detect_hw() == Isa::Avx2 {
+            v.push(Isa::Avx2);
+        }
+        v
+    }
+
+    /// Whether this CPU can run the kernels of this level.
+    pub fn is_supported(self) -> bool {
+        self == Isa::Scalar || self == detect_hw()
+    }
+
+    /// Panics unless this CPU can run the kernels of this level: every entry point that takes
+    /// an `Isa` checks, as running AVX2 code on a CPU without it is undefined behaviour.
+    pub(crate) fn require(self) {
+        assert!(
+            self.is_supported(),
+            "{self:?} kernels requested on a CPU without them"
+        );
+    }
+}
+
+/// The level used by default: the best the CPU supports, unless the environment variable
+/// `HERD_KERNELS=scalar` asks for the reference kernels (to bisect a numerical difference).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("HERD_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
+            Isa::Scalar
+        } else {
+            detect_hw()
+        }
+    })
+}
+
+/// The best level the hardware has, detected once.
+fn detect_hw() -> Isa {
+    static HW: OnceLock<Isa> = OnceLock::new();
+    *HW.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    })
+}
+
+/// A dot product of a quantised (or F16/BF16) weight row with an activation row in the
+/// weight type's `vec_dot_type`.
+pub type QuantDot = fn(&[u8], &[u8]) -> f32;
+/// A dot product of a quantised weight row with a Q8_0/Q8_1 activation row and its per-block
+/// extras (scale as f32, quant sum): the matrix product's decode kernels.
+pub(crate) type AuxDot = fn(&[u8], &[u8], &[u8]) -> f32;
+
+/// The extras-taking dot product for weights of type `t`, where `isa` has one.
+pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            isa.require();
+            x86::quant_dot_aux(t)
+        }
+        _ => None,
+    }
+}
+
+/// The dot product for weights of type `t` with activations whose extras are laid out in
+/// pairs of blocks (see `gemm::AuxKind::Pairs`), where `isa` has one.
+pub(crate) fn quant_dot_pairs(isa: Isa, t: GgmlType) -> Option<AuxDot> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            isa.require();
+            x86::quant_dot_pairs(t)
+        }
+        _ => None,
+    }
+}
+
+/// A dot product of a float weight row (F32/F16/BF16 bytes) with f32 activations.
+pub type FloatDot = fn(&[u8], &[f32]) -> f32;
+
+/// The quantised dot product for weights of type `t` at level `isa`.
+///
+/// # Panics
+/// For F32 (use [`float_dot`]) and the activation-only types Q8_1/Q8_K; for `Isa::Avx2` on a
+/// CPU without it.
+pub fn quant_dot(isa: Isa, t: GgmlType) -> QuantDot {
+    match isa {
+        Isa::Scalar => scalar_quant_dot(t),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            isa.require();
+            x86::quant_dot(t)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => panic!("AVX2 kernels requested on a non-x86 CPU"),
+    }
+}
+
+/// The float dot product for weights of type `t` (F32, F16, BF16) at level `isa`.
+pub fn float_dot(isa: Isa, t: GgmlType) -> FloatDot {
+    match isa {
+        Isa::Scalar => match t {
+            GgmlType::F32 => |w, x| dot::dot_float(GgmlType::F32, w, x),
+            GgmlType::F16 => |w, x| dot::dot_float(GgmlType::F16, w, x),
+            GgmlType::BF16 => |w, x| dot::dot_float(GgmlType::BF16, w, x),
+            _ => panic!("float_dot called with quantised type {t}"),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            isa.require();
+            x86::float_dot(t)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => panic!("AVX2 kernels requested on a non-x86 CPU"),
+    }
+}
+
+fn scalar_quant_dot(t: GgmlType) -> QuantDot {
+    // Non-capturing closures, one per type, so the type match happens here and not per call.
+    match t {
+        GgmlType::F16 => |w, a| dot::dot_quant(GgmlType::F16, w, a),
+        GgmlType::BF16 => |w, a| dot::dot_quant(GgmlType::BF16, w, a),
+        GgmlType::Q4_0 => |w, a| dot::dot_quant(GgmlType::Q4_0, w, a),
+        GgmlType::Q4_1 => |w, a| dot::dot_quant(GgmlType::Q4_1, w, a),
+        GgmlType::Q5_0 => |w, a| dot::dot_quant(GgmlType::Q5_0, w, a),
+        GgmlType::Q5_1 => |w, a| dot::dot_quant(GgmlType::Q5_1, w, a),
+        GgmlType::Q8_0 => |w, a| dot::dot_quant(GgmlType::Q8_0, w, a),
+        GgmlType::Q2_K => |w, a| dot::dot_quant(GgmlType::Q2_K, w, a),
+        GgmlType::Q3_K => |w, a| dot::dot_quant(GgmlType::Q3_K, w, a),
+        GgmlType::Q4_K => |w, a| dot::dot_quant(GgmlType::Q4_K, w, a),
+        GgmlType::Q5_K => |w, a| dot::dot_quant(GgmlType::Q5_K, w, a),
+        GgmlType::Q6_K => |w, a| dot::dot_quant(GgmlType::Q6_K, w, a),
+        GgmlType::F32 | GgmlType::Q8_1 | GgmlType::Q8_K => {
+            panic!("quant_dot called with {t}, which has no quantised dot product")
+        }
+    }
+}
+
+/// Dot product of a float weight row with f32 activations, at the best level.
+#[inline]
+pub fn dot_float(t: GgmlType, w: &[u8], x: &[f32]) -> f32 {
+    float_dot(isa(), t)(w, x)
+}
+
+/// Dot product of a quantised weight row with activations in its `vec_dot_type`, at the best
+/// level.
+#[inline]
+pub fn dot_quant(t: GgmlType, w: &[u8], a: &[u8]) -> f32 {
+    quant_dot(isa(), t)(w, a)
+}
+
+/// Quantises one activation row exactly as [`crate::quantize::quantize_activations`] does
+/// (same bytes), at level `isa`.
+pub fn quantize_activations(isa: Isa, t: GgmlType, src: &[f32], dst: &mut [u8]) {
+    isa.require();
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if x86::quantize_activations(t, src, dst) => {}
+        _ => crate::quantize::quantize_activations(t, src, dst),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
