@@ -17,7 +17,7 @@ import os
 import sys
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 SHARED = os.environ.get("HERD_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 MMLU = os.path.join(SHARED, "data", "mmlu")
@@ -79,7 +79,11 @@ def main():
            "torch": torch.__version__, "models": {}}
     for arch in MODELS:
         path = os.path.join(SHARED, "golden", "hf-tiny", arch)
-        tok = AutoTokenizer.from_pretrained(path)
+        # The folder's tokenizer.json as it is: transformers 5's Qwen2Tokenizer class replaces
+        # the file's pre-tokenizer (GPT-2's byte-level split in these tiny folders) with Qwen2's
+        # digit-splitting one, so AutoTokenizer would tokenise " 4" differently from the file
+        # that herd (and the tokenizers library) reads.
+        tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"))
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         max_len = model.config.max_position_embeddings
         items = []

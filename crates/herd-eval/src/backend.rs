@@ -102,7 +102,10 @@ impl Local {
                     },
                 )?;
                 let mut ids = self.tok.encode(&text, false, true)?;
-                if self.tok.add_bos && let Some(b) = self.tok.bos && ids.first() != Some(&b) {
+                if self.tok.add_bos
+                    && let Some(b) = self.tok.bos
+                    && ids.first() != Some(&b)
+                {
                     ids.insert(0, b);
                 }
                 Ok((ids, text))
@@ -156,7 +159,10 @@ impl Backend for Local {
                 max_tokens: Some(r.max_tokens),
                 stop: r.stop.clone(),
                 sampler: if r.temperature == 0.0 {
-                    SamplerConfig { seed: Some(r.seed), ..SamplerConfig::greedy() }
+                    SamplerConfig {
+                        seed: Some(r.seed),
+                        ..SamplerConfig::greedy()
+                    }
                 } else {
                     SamplerConfig {
                         temperature: r.temperature,
@@ -193,25 +199,38 @@ pub struct Endpoint {
     pub concurrency: usize,
     pub retries: usize,
     pub timeout: Duration,
+    /// The wait before the first retry; doubled for each further one (at most 30 s).
+    pub backoff: Duration,
     /// Sends token ids for log-likelihoods (exactly the local split) when set.
     pub tokenizer: Option<(Tokenizer, bool)>,
     agent: ureq::Agent,
 }
 
 impl Endpoint {
-    pub fn new(url: &str, model: &str, api_key: Option<String>, concurrency: usize, retries: usize, timeout: Duration) -> Endpoint {
+    pub fn new(
+        url: &str,
+        model: &str,
+        api_key: Option<String>,
+        concurrency: usize,
+        retries: usize,
+        timeout: Duration,
+    ) -> Endpoint {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .build()
             .new_agent();
         Endpoint {
-            url: url.trim_end_matches('/').trim_end_matches("/v1").to_string(),
+            url: url
+                .trim_end_matches('/')
+                .trim_end_matches("/v1")
+                .to_string(),
             model: model.to_string(),
             api_key,
             concurrency: concurrency.max(1),
             retries,
             timeout,
+            backoff: Duration::from_millis(500),
             tokenizer: None,
             agent,
         }
@@ -221,14 +240,21 @@ impl Endpoint {
     /// backoff (or the server's `Retry-After`).
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let url = format!("{}{path}", self.url);
-        let err = |msg: String| Error::Http { url: url.clone(), msg };
+        let err = |msg: String| Error::Http {
+            url: url.clone(),
+            msg,
+        };
         let mut last = String::new();
+        let mut wait = None;
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                let backoff = Duration::from_millis(500u64.saturating_mul(1 << (attempt - 1).min(6)));
-                std::thread::sleep(backoff.min(Duration::from_secs(30)));
+                let backoff = self.backoff.saturating_mul(1 << (attempt - 1).min(16));
+                std::thread::sleep(wait.take().unwrap_or(backoff).min(Duration::from_secs(60)));
             }
-            let mut req = self.agent.post(&url).header("content-type", "application/json");
+            let mut req = self
+                .agent
+                .post(&url)
+                .header("content-type", "application/json");
             if let Some(k) = &self.api_key {
                 req = req.header("authorization", &format!("Bearer {k}"));
             }
@@ -236,32 +262,49 @@ impl Endpoint {
                 Err(e) => last = e.to_string(),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    let retry_after = resp
+                    // The server's Retry-After (seconds) replaces the backoff.
+                    wait = resp
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    let text = resp.into_body().read_to_string().map_err(|e| err(e.to_string()))?;
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = match resp.into_body().read_to_string() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            last = format!("reading the reply: {e}");
+                            continue;
+                        }
+                    };
                     if status == 200 {
-                        return serde_json::from_str(&text).map_err(|e| err(format!("bad JSON reply: {e}")));
+                        return serde_json::from_str(&text)
+                            .map_err(|e| err(format!("bad JSON reply: {e}")));
                     }
-                    last = format!("HTTP {status}: {}", text.chars().take(300).collect::<String>());
+                    last = format!(
+                        "HTTP {status}: {}",
+                        text.chars().take(300).collect::<String>()
+                    );
                     if !(status == 408 || status == 429 || status >= 500) {
                         return Err(err(last));
-                    }
-                    if let Some(s) = retry_after {
-                        std::thread::sleep(Duration::from_secs(s.min(60)));
                     }
                 }
             }
         }
-        Err(err(format!("gave up after {} tries: {last}", self.retries + 1)))
+        Err(err(format!(
+            "gave up after {} tries: {last}",
+            self.retries + 1
+        )))
     }
 
     /// Runs `f` over `jobs` on at most `concurrency` threads, keeping the order.
-    fn parallel<T: Sync, R: Send>(&self, jobs: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+    fn parallel<T: Sync, R: Send>(
+        &self,
+        jobs: &[T],
+        f: impl Fn(&T) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<R>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+        let results: Mutex<Vec<Option<Result<R>>>> =
+            Mutex::new((0..jobs.len()).map(|_| None).collect());
         std::thread::scope(|s| {
             for _ in 0..self.concurrency.min(jobs.len()) {
                 s.spawn(|| {
@@ -283,9 +326,17 @@ impl Endpoint {
                 });
             }
         });
-        let v = results.into_inner().map_err(|_| Error::Usage("a worker panicked".into()))?;
+        let v = results
+            .into_inner()
+            .map_err(|_| Error::Usage("a worker panicked".into()))?;
         v.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Usage("a request was not run (an earlier one failed)".into()))))
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::Usage(
+                        "a request was not run (an earlier one failed)".into(),
+                    ))
+                })
+            })
             .collect()
     }
 
@@ -295,12 +346,25 @@ impl Endpoint {
         let n_ids = prompt.as_array().map(Vec::len);
         let body = json!({"model": self.model, "prompt": prompt, "max_tokens": 1, "echo": true, "logprobs": 1, "temperature": 0});
         let v = self.post("/v1/completions", &body)?;
-        let bad = |m: &str| Error::Http { url: self.url.clone(), msg: format!("completion logprobs: {m}") };
-        let lp = v.pointer("/choices/0/logprobs").ok_or_else(|| bad("no logprobs in the reply"))?;
-        let toks = lp.get("tokens").and_then(Value::as_array).ok_or_else(|| bad("no tokens"))?;
-        let lps = lp.get("token_logprobs").and_then(Value::as_array).ok_or_else(|| bad("no token_logprobs"))?;
+        let bad = |m: &str| Error::Http {
+            url: self.url.clone(),
+            msg: format!("completion logprobs: {m}"),
+        };
+        let lp = v
+            .pointer("/choices/0/logprobs")
+            .ok_or_else(|| bad("no logprobs in the reply"))?;
+        let toks = lp
+            .get("tokens")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no tokens"))?;
+        let lps = lp
+            .get("token_logprobs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no token_logprobs"))?;
         let tops = lp.get("top_logprobs").and_then(Value::as_array);
-        let n = n_ids.unwrap_or(toks.len().saturating_sub(1)).min(toks.len());
+        let n = n_ids
+            .unwrap_or(toks.len().saturating_sub(1))
+            .min(toks.len());
         let mut out = vec![];
         for i in 0..n {
             let text = toks[i].as_str().unwrap_or("").to_string();
@@ -310,7 +374,11 @@ impl Endpoint {
                 .and_then(Value::as_object)
                 .map(|o| {
                     o.iter()
-                        .max_by(|a, b| a.1.as_f64().unwrap_or(f64::MIN).total_cmp(&b.1.as_f64().unwrap_or(f64::MIN)))
+                        .max_by(|a, b| {
+                            a.1.as_f64()
+                                .unwrap_or(f64::MIN)
+                                .total_cmp(&b.1.as_f64().unwrap_or(f64::MIN))
+                        })
                         .is_none_or(|(k, _)| *k == text)
                 })
                 .unwrap_or(false);
@@ -346,7 +414,8 @@ impl Backend for Endpoint {
             let r = &reqs[i];
             match &this.tokenizer {
                 Some((tok, add_bos)) => {
-                    let (ctx, cont) = crate::mc::encode_pair(tok, *add_bos, &r.context, &r.continuations[j])?;
+                    let (ctx, cont) =
+                        crate::mc::encode_pair(tok, *add_bos, &r.context, &r.continuations[j])?;
                     let ids: Vec<u32> = ctx.iter().chain(&cont).copied().collect();
                     let lps = this.prompt_logprobs(json!(ids))?;
                     let tail = &lps[lps.len().saturating_sub(cont.len())..];

@@ -79,7 +79,10 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     if out.is_empty() {
-        return Err(Error::file(path, "no .csv, .jsonl or .json files in this folder"));
+        return Err(Error::file(
+            path,
+            "no .csv, .jsonl or .json files in this folder",
+        ));
     }
     Ok(out)
 }
@@ -87,10 +90,12 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>> {
 /// Every record of one file.
 pub fn read(path: &Path, opts: &ReadOptions) -> Result<Vec<Record>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let format = opts
-        .format
-        .or_else(|| Format::of(path))
-        .ok_or_else(|| Error::file(path, "unknown data format (give format = csv, jsonl or json)"))?;
+    let format = opts.format.or_else(|| Format::of(path)).ok_or_else(|| {
+        Error::file(
+            path,
+            "unknown data format (give format = csv, jsonl or json)",
+        )
+    })?;
     match format {
         Format::Jsonl => read_jsonl(path, &text),
         Format::Json => read_json(path, &text),
@@ -130,8 +135,8 @@ fn read_jsonl(path: &Path, text: &str) -> Result<Vec<Record>> {
         if l.trim().is_empty() {
             continue;
         }
-        let v: Value =
-            serde_json::from_str(l).map_err(|e| Error::row(path, i + 1, format!("bad JSON: {e}")))?;
+        let v: Value = serde_json::from_str(l)
+            .map_err(|e| Error::row(path, i + 1, format!("bad JSON: {e}")))?;
         out.push(object(path, i + 1, v)?);
     }
     Ok(out)
@@ -237,7 +242,11 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<(usize, Vec<String>)>> {
         }
     }
     if in_quotes {
-        return Err(Error::row(path, quoted_at, "a quoted field is never closed"));
+        return Err(Error::row(
+            path,
+            quoted_at,
+            "a quoted field is never closed",
+        ));
     }
     if any || !field.is_empty() {
         row.push(field);
@@ -260,7 +269,12 @@ fn read_csv(path: &Path, text: &str, columns: Option<&[String]>) -> Result<Vec<R
             return Err(Error::row(
                 path,
                 line,
-                format!("{} fields, expected {} ({})", r.len(), header.len(), header.join(", ")),
+                format!(
+                    "{} fields, expected {} ({})",
+                    r.len(),
+                    header.len(),
+                    header.join(", ")
+                ),
             ));
         }
         let fields = header
@@ -286,7 +300,10 @@ mod tests {
         let p = Path::new("x.csv");
         let rows = parse_csv(p, "a,\"b,c\",\"d\"\"e\"\n\"multi\nline\",2,3\n").unwrap();
         assert_eq!(rows[0], (1, vec!["a".into(), "b,c".into(), "d\"e".into()]));
-        assert_eq!(rows[1], (2, vec!["multi\nline".into(), "2".into(), "3".into()]));
+        assert_eq!(
+            rows[1],
+            (2, vec!["multi\nline".into(), "2".into(), "3".into()])
+        );
     }
 
     #[test]
@@ -306,7 +323,10 @@ mod tests {
         let e = read_jsonl(Path::new("x.jsonl"), "{\"a\":1}\n\n{\"a\":\n").unwrap_err();
         assert!(e.to_string().starts_with("x.jsonl:3: bad JSON"), "{e}");
         let e = read_jsonl(Path::new("x.jsonl"), "[1]\n").unwrap_err();
-        assert_eq!(e.to_string(), "x.jsonl:1: expected a JSON object, found an array");
+        assert_eq!(
+            e.to_string(),
+            "x.jsonl:1: expected a JSON object, found an array"
+        );
     }
 
     #[test]

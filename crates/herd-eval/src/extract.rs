@@ -78,13 +78,19 @@ mod tests {
 
     #[test]
     fn marked_answer_wins_over_later_numbers() {
-        assert_eq!(gsm8k().extract("so 3 eggs\n#### 1,200\nthen 7").as_deref(), Some("1200"));
+        assert_eq!(
+            gsm8k().extract("so 3 eggs\n#### 1,200\nthen 7").as_deref(),
+            Some("1200")
+        );
     }
 
     #[test]
     fn last_number_without_marker() {
         assert_eq!(gsm8k().extract("She pays $18.").as_deref(), Some("18"));
-        assert_eq!(gsm8k().extract("The answer is -3.5 dollars").as_deref(), Some("-3.5"));
+        assert_eq!(
+            gsm8k().extract("The answer is -3.5 dollars").as_deref(),
+            Some("-3.5")
+        );
         assert_eq!(gsm8k().extract("no digits"), None);
     }
 

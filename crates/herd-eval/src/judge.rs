@@ -24,20 +24,27 @@ fn re(s: &str) -> Regex {
 
 const NUM: &str = r"(\d+(?:\.\d+)?)";
 
-static FIRST_LINE_PAIR: LazyLock<Regex> =
-    LazyLock::new(|| re(&format!(r"^\s*(?:\*\*)?{NUM}(?:/10)?(?:\*\*)?\s+(?:\*\*)?{NUM}(?:/10)?(?:\*\*)?\s*$")));
+static FIRST_LINE_PAIR: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r"^\s*(?:\*\*)?{NUM}(?:/10)?(?:\*\*)?\s+(?:\*\*)?{NUM}(?:/10)?(?:\*\*)?\s*$"
+    ))
+});
 static TUPLE: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"\(\s*{NUM}\s*,\s*{NUM}\s*\)")));
 static ASSISTANT_N: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
         r"(?i)assistant\s*([12])\s*(?:'s score|score)?\s*(?::|=|-|a score of|receives a score of|gets a score of|scored)\s*\**\s*{NUM}(?:\s*/\s*10)?"
     ))
 });
-static DOUBLE_BRACKET: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"\[\[\s*{NUM}\s*(?:/\s*10\s*)?\]\]")));
+static DOUBLE_BRACKET: LazyLock<Regex> =
+    LazyLock::new(|| re(&format!(r"\[\[\s*{NUM}\s*(?:/\s*10\s*)?\]\]")));
 static SINGLE_BRACKET: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"\[\s*{NUM}\s*\]")));
 static RATING_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    re(&format!(r"(?i)(?:rating|score)\s*(?:is|of|:)?\s*\**\s*{NUM}\s*(?:/\s*10|out of 10)?"))
+    re(&format!(
+        r"(?i)(?:rating|score)\s*(?:is|of|:)?\s*\**\s*{NUM}\s*(?:/\s*10|out of 10)?"
+    ))
 });
-static OUT_OF_TEN: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"{NUM}\s*(?:/\s*10|out of 10)\b")));
+static OUT_OF_TEN: LazyLock<Regex> =
+    LazyLock::new(|| re(&format!(r"{NUM}\s*(?:/\s*10|out of 10)\b")));
 static VERDICT: LazyLock<Regex> = LazyLock::new(|| re(r"\[\[\s*([ABC])\s*\]\]"));
 
 fn num(s: &str) -> Option<f64> {
@@ -77,8 +84,8 @@ pub fn parse_pair_scores(text: &str) -> Result<(f64, f64), Unparsed> {
     }
 }
 
-/// A 1–10 rating: `[[7]]` (MT-bench's format; the last one wins), `[7]`, `Rating: 6/10`,
-/// `score of 8`, `6/10`, or `{"rating": 7}`.
+/// A 1–10 rating: `[[7]]`, else `[7]` (the first of either, as FastChat's `run_judge_single`
+/// reads them), else the last `Rating: 6/10`, `score of 8` or `6/10`; or `{"rating": 7}`.
 pub fn parse_rating(text: &str) -> Result<f64, Unparsed> {
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(text.trim())
         && let Some(v) = o.get("rating").or_else(|| o.get("score"))
@@ -86,14 +93,23 @@ pub fn parse_rating(text: &str) -> Result<f64, Unparsed> {
     {
         return in_range(x);
     }
-    for pat in [&*DOUBLE_BRACKET, &*SINGLE_BRACKET, &*RATING_WORD, &*OUT_OF_TEN] {
+    for pat in [&*DOUBLE_BRACKET, &*SINGLE_BRACKET] {
+        if let Some(c) = pat.captures(text)
+            && let Some(x) = num(&c[1])
+        {
+            return in_range(x);
+        }
+    }
+    for pat in [&*RATING_WORD, &*OUT_OF_TEN] {
         if let Some(c) = pat.captures_iter(text).last()
             && let Some(x) = num(&c[1])
         {
             return in_range(x);
         }
     }
-    Err(Unparsed("no rating: no [[n]], 'Rating: n' or 'n/10' found".into()))
+    Err(Unparsed(
+        "no rating: no [[n]], 'Rating: n' or 'n/10' found".into(),
+    ))
 }
 
 fn in_range(x: f64) -> Result<f64, Unparsed> {
@@ -113,18 +129,27 @@ pub enum Verdict {
     Tie,
 }
 
-/// `[[A]]`, `[[B]]` or `[[C]]` (a tie) as MT-bench asks for; when a judge writes more than one,
-/// the last counts. Also `{"verdict": "A"}`.
+/// `[[A]]`, `[[B]]` or `[[C]]` (a tie) as MT-bench asks for. A judge that writes more than one
+/// is read as FastChat's `run_judge_pair` reads it: any `[[A]]` wins, then `[[B]]`, then
+/// `[[C]]`. Also `{"verdict": "A"}` from a judge held to JSON.
 pub fn parse_verdict(text: &str) -> Result<Verdict, Unparsed> {
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(text.trim())
         && let Some(v) = o.get("verdict").and_then(|v| v.as_str())
     {
         return verdict_letter(v.trim());
     }
-    match VERDICT.captures_iter(text).last() {
-        Some(c) => verdict_letter(&c[1]),
-        None => Err(Unparsed("no verdict: no [[A]], [[B]] or [[C]] found".into())),
+    let found: Vec<String> = VERDICT
+        .captures_iter(text)
+        .map(|c| c[1].to_string())
+        .collect();
+    for letter in ["A", "B", "C"] {
+        if found.iter().any(|f| f == letter) {
+            return verdict_letter(letter);
+        }
     }
+    Err(Unparsed(
+        "no verdict: no [[A]], [[B]] or [[C]] found".into(),
+    ))
 }
 
 fn verdict_letter(s: &str) -> Result<Verdict, Unparsed> {
@@ -234,13 +259,18 @@ mod tests {
         assert_eq!(parse_pair_scores("8 9\nBoth were good."), Ok((8.0, 9.0)));
         assert_eq!(parse_pair_scores("8.5 9\n"), Ok((8.5, 9.0)));
         assert_eq!(parse_pair_scores("7, 10\nx"), Ok((7.0, 10.0)));
-        assert_eq!(parse_pair_scores("Work...\nOutput: (1, 10)"), Ok((1.0, 10.0)));
+        assert_eq!(
+            parse_pair_scores("Work...\nOutput: (1, 10)"),
+            Ok((1.0, 10.0))
+        );
         assert_eq!(
             parse_pair_scores("First...\nScores:\nAssistant 1: 2 (bad)\nAssistant 2: 1/10\n"),
             Ok((2.0, 1.0))
         );
         assert_eq!(
-            parse_pair_scores("I would give Assistant 1 a score of 10 and Assistant 2 a score of 1."),
+            parse_pair_scores(
+                "I would give Assistant 1 a score of 10 and Assistant 2 a score of 1."
+            ),
             Ok((10.0, 1.0))
         );
         assert!(parse_pair_scores("Both are fine.").is_err());
@@ -250,6 +280,15 @@ mod tests {
     fn ratings_in_the_forms_judges_write() {
         assert_eq!(parse_rating("Good answer. Rating: [[7]]"), Ok(7.0));
         assert_eq!(parse_rating("[[8.5]]"), Ok(8.5));
+        // The first [[n]], as FastChat reads it, even when the judge writes another later.
+        assert_eq!(parse_rating("[[3]] ... on reflection [[5]]"), Ok(3.0));
+        assert_eq!(parse_rating("Rating: [5]"), Ok(5.0));
+        assert_eq!(
+            parse_rating("8.5 9"),
+            Err(Unparsed(
+                "no rating: no [[n]], 'Rating: n' or 'n/10' found".into()
+            ))
+        );
         assert_eq!(parse_rating("Rating: 6/10"), Ok(6.0));
         assert_eq!(parse_rating("I give it a score of 4."), Ok(4.0));
         assert_eq!(parse_rating("{\"rating\": 3}"), Ok(3.0));
@@ -261,6 +300,9 @@ mod tests {
     fn verdicts() {
         assert_eq!(parse_verdict("... [[A]]"), Ok(Verdict::A));
         assert_eq!(parse_verdict("[[C]]"), Ok(Verdict::Tie));
+        // FastChat's precedence when a judge writes several.
+        assert_eq!(parse_verdict("not [[C]] but [[B]]"), Ok(Verdict::B));
+        assert_eq!(parse_verdict("[[B]] or [[A]]"), Ok(Verdict::A));
         assert_eq!(parse_verdict("{\"verdict\": \"B\"}"), Ok(Verdict::B));
         assert!(parse_verdict("A is better").is_err());
     }

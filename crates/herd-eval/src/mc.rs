@@ -59,7 +59,9 @@ pub fn doc_text(task: &Task, item: &Item) -> String {
 /// The strings the choices are scored as (without the delimiter).
 pub fn targets(task: &Task, item: &Item) -> Vec<String> {
     match task.file.prompt.targets {
-        Targets::Labels => task.file.prompt.labels[..item.choices.len().min(task.file.prompt.labels.len())].to_vec(),
+        Targets::Labels => task.file.prompt.labels
+            [..item.choices.len().min(task.file.prompt.labels.len())]
+            .to_vec(),
         Targets::Texts => item.choices.clone(),
     }
 }
@@ -74,7 +76,11 @@ pub fn context(task: &Task, item: &Item, shots: &[&Item]) -> String {
     );
     for shot in shots {
         let t = targets(task, shot);
-        let gold = shot.gold.and_then(|g| t.get(g)).cloned().unwrap_or_default();
+        let gold = shot
+            .gold
+            .and_then(|g| t.get(g))
+            .cloned()
+            .unwrap_or_default();
         s.push_str(&doc_text(task, shot));
         s.push_str(&p.target_delimiter);
         s.push_str(&gold);
@@ -89,7 +95,10 @@ pub fn request(task: &Task, item: &Item, shots: &[&Item]) -> LlRequest {
     let d = &task.file.prompt.target_delimiter;
     LlRequest {
         context: context(task, item, shots),
-        continuations: targets(task, item).iter().map(|t| format!("{d}{t}")).collect(),
+        continuations: targets(task, item)
+            .iter()
+            .map(|t| format!("{d}{t}"))
+            .collect(),
     }
 }
 
@@ -106,7 +115,9 @@ pub fn shots<'a>(pool: &'a [Item], item: &Item, n: usize) -> Vec<&'a Item> {
 pub fn predictions(lls: &[f64], targets: &[String]) -> (usize, usize) {
     let argmax = |xs: &mut dyn Iterator<Item = f64>| {
         xs.enumerate()
-            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, v)| if v > bv { (i, v) } else { (bi, bv) })
+            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, v)| {
+                if v > bv { (i, v) } else { (bi, bv) }
+            })
             .0
     };
     let acc = argmax(&mut lls.iter().copied());
@@ -120,7 +131,12 @@ pub fn predictions(lls: &[f64], targets: &[String]) -> (usize, usize) {
 }
 
 /// Context and continuation token ids, split as lm-eval's `_encode_pair` splits them.
-pub fn encode_pair(tok: &Tokenizer, add_bos: bool, context: &str, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+pub fn encode_pair(
+    tok: &Tokenizer,
+    add_bos: bool,
+    context: &str,
+    continuation: &str,
+) -> Result<(Vec<u32>, Vec<u32>)> {
     let enc = |s: &str| -> Result<Vec<u32>> {
         let mut ids = tok.encode(s, false, false)?;
         if add_bos && let Some(b) = tok.bos {
@@ -135,12 +151,17 @@ pub fn encode_pair(tok: &Tokenizer, add_bos: bool, context: &str, continuation: 
         return Ok((vec![prefix], enc(continuation)?));
     }
     let trimmed = context.trim_end();
-    let (ctx, cont) = (trimmed, format!("{}{continuation}", &context[trimmed.len()..]));
+    let (ctx, cont) = (
+        trimmed,
+        format!("{}{continuation}", &context[trimmed.len()..]),
+    );
     let whole = enc(&format!("{ctx}{cont}"))?;
     let ctx_ids = enc(ctx)?;
     let cont_ids = whole.get(ctx_ids.len()..).unwrap_or(&[]).to_vec();
     if cont_ids.is_empty() {
-        return Err(Error::Usage(format!("the continuation {continuation:?} has no tokens")));
+        return Err(Error::Usage(format!(
+            "the continuation {continuation:?} has no tokens"
+        )));
     }
     Ok((ctx_ids, cont_ids))
 }
@@ -172,7 +193,12 @@ impl Encoded {
 /// continuations do not drift.
 fn logprob(row: &[f32], t: u32) -> (f64, bool) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+    let lse = max
+        + row
+            .iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
     let x = row[t as usize];
     let greedy = !row.iter().any(|&y| y > x);
     (x as f64 - lse, greedy)
@@ -185,7 +211,11 @@ fn logprob(row: &[f32], t: u32) -> (f64, bool) {
 ///
 /// `max_len` is the model's context: longer inputs lose their start, as lm-eval's
 /// `(context + continuation)[-(max_length + 1):][:-1]` does.
-pub fn score_local(engine: &mut Engine, items: &[Encoded], max_len: usize) -> Result<Vec<Vec<LlResult>>> {
+pub fn score_local(
+    engine: &mut Engine,
+    items: &[Encoded],
+    max_len: usize,
+) -> Result<Vec<Vec<LlResult>>> {
     let vocab = engine.spec().vocab_size;
     struct Plan {
         /// Per choice: tokens fed, offset of the first fed token in `context + cont`.
@@ -207,7 +237,11 @@ pub fn score_local(engine: &mut Engine, items: &[Encoded], max_len: usize) -> Re
             fed.push((whole[start..whole.len() - 1].to_vec(), start));
         }
         // The shared prefix ends at or before the first position whose logits any choice needs.
-        let mut shared = fed.iter().map(|(f, s)| f.len().min(e.context.len() - s)).min().unwrap_or(0);
+        let mut shared = fed
+            .iter()
+            .map(|(f, s)| f.len().min(e.context.len() - s))
+            .min()
+            .unwrap_or(0);
         for (f, _) in &fed[1..] {
             shared = shared.min(f.iter().zip(&fed[0].0).take_while(|(a, b)| a == b).count());
         }
@@ -215,7 +249,10 @@ pub fn score_local(engine: &mut Engine, items: &[Encoded], max_len: usize) -> Re
     }
 
     // 1. Prefixes.
-    let mut prefix_caches: Vec<_> = plans.iter().map(|p| engine.new_cache(p.shared.max(1))).collect();
+    let mut prefix_caches: Vec<_> = plans
+        .iter()
+        .map(|p| engine.new_cache(p.shared.max(1)))
+        .collect();
     let mut prefix_rows: Vec<Option<Vec<f32>>> = vec![None; plans.len()];
     {
         let mut seqs = vec![];
@@ -289,16 +326,24 @@ pub fn score_local(engine: &mut Engine, items: &[Encoded], max_len: usize) -> Re
                 // Position (in fed coordinates) whose logits predict this token.
                 let q = e.context.len() + k - 1 - start;
                 let row: &[f32] = if q + 1 == p.shared {
-                    prefix_rows[i].as_deref().ok_or_else(|| Error::Usage("missing prefix logits".into()))?
+                    prefix_rows[i]
+                        .as_deref()
+                        .ok_or_else(|| Error::Usage("missing prefix logits".into()))?
                 } else {
-                    let r = row_start[i][j].ok_or_else(|| Error::Usage("missing choice logits".into()))? + q - p.shared;
+                    let r = row_start[i][j]
+                        .ok_or_else(|| Error::Usage("missing choice logits".into()))?
+                        + q
+                        - p.shared;
                     &out[r * vocab..(r + 1) * vocab]
                 };
                 let (l, g) = logprob(row, t);
                 lp += l;
                 greedy &= g;
             }
-            item.push(LlResult { logprob: lp, greedy });
+            item.push(LlResult {
+                logprob: lp,
+                greedy,
+            });
         }
         results.push(item);
     }

@@ -185,7 +185,10 @@ pub fn with_intervals(battles: &[Battle], method: Method, rounds: usize, seed: u
     let mut rng = Rng::new(seed);
     let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for _ in 0..rounds {
-        let s: Vec<&Battle> = resample(&mut rng, battles.len()).into_iter().map(|i| &battles[i]).collect();
+        let s: Vec<&Battle> = resample(&mut rng, battles.len())
+            .into_iter()
+            .map(|i| &battles[i])
+            .collect();
         for (m, r) in f(&s) {
             samples.entry(m).or_default().push(r);
         }
@@ -247,7 +250,11 @@ impl Record {
 
     pub fn rates(&self) -> (f64, f64, f64) {
         let n = self.total().max(1) as f64;
-        (self.win as f64 / n, self.tie as f64 / n, self.loss as f64 / n)
+        (
+            self.win as f64 / n,
+            self.tie as f64 / n,
+            self.loss as f64 / n,
+        )
     }
 
     /// Wins plus half the ties, over all games (AlpacaEval's and MT-bench's adjusted win rate).
@@ -287,7 +294,11 @@ mod tests {
 
     #[test]
     fn records() {
-        let v = [b("x", "y", Winner::ModelA), b("y", "x", Winner::Tie), b("y", "x", Winner::ModelA)];
+        let v = [
+            b("x", "y", Winner::ModelA),
+            b("y", "x", Winner::Tie),
+            b("y", "x", Winner::ModelA),
+        ];
         let r = Record::of("x", &v);
         assert_eq!((r.win, r.tie, r.loss), (1, 1, 1));
         assert_eq!(r.win_rate_adjusted(), 0.5);

@@ -15,7 +15,12 @@ pub fn headline(run: &RunInfo) -> Option<(&'static str, f64, f64, f64)> {
     let m = &run.summary.as_ref()?["metrics"];
     let pick = |k: &'static str| -> Option<(&'static str, f64, f64, f64)> {
         let e = &m[k];
-        Some((k, e["value"].as_f64()?, e["lo"].as_f64().unwrap_or(f64::NAN), e["hi"].as_f64().unwrap_or(f64::NAN)))
+        Some((
+            k,
+            e["value"].as_f64()?,
+            e["lo"].as_f64().unwrap_or(f64::NAN),
+            e["hi"].as_f64().unwrap_or(f64::NAN),
+        ))
     };
     match run.kind.as_str() {
         "multiple_choice" => pick("acc"),
@@ -26,11 +31,18 @@ pub fn headline(run: &RunInfo) -> Option<(&'static str, f64, f64, f64)> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn fmt(x: f64) -> String {
-    if x.is_nan() { "–".into() } else { format!("{x:.4}") }
+    if x.is_nan() {
+        "–".into()
+    } else {
+        format!("{x:.4}")
+    }
 }
 
 fn metric_cells(metrics: &Value) -> Vec<(String, String)> {
@@ -38,9 +50,19 @@ fn metric_cells(metrics: &Value) -> Vec<(String, String)> {
     if let Value::Object(o) = metrics {
         for (k, v) in o {
             let cell = if let Some(x) = v.get("value").and_then(Value::as_f64) {
-                format!("{} [{}, {}] (n={})", fmt(x), fmt(v["lo"].as_f64().unwrap_or(f64::NAN)), fmt(v["hi"].as_f64().unwrap_or(f64::NAN)), v["n"])
+                format!(
+                    "{} [{}, {}] (n={})",
+                    fmt(x),
+                    fmt(v["lo"].as_f64().unwrap_or(f64::NAN)),
+                    fmt(v["hi"].as_f64().unwrap_or(f64::NAN)),
+                    v["n"]
+                )
             } else if let Some(x) = v.as_f64() {
-                if x.fract() == 0.0 { format!("{x}") } else { fmt(x) }
+                if x.fract() == 0.0 {
+                    format!("{x}")
+                } else {
+                    fmt(x)
+                }
             } else {
                 continue;
             };
@@ -56,26 +78,72 @@ pub fn bar_chart(title: &str, rows: &[(String, f64, f64, f64)], reference: Optio
     let (left, right, row_h) = (230.0, 70.0, 26.0);
     let h = 40.0 + row_h * rows.len() as f64;
     let finite = |x: f64| if x.is_finite() { Some(x) } else { None };
-    let hi = rows.iter().filter_map(|r| finite(r.3).or(finite(r.1))).fold(reference.unwrap_or(0.0), f64::max).max(1e-9) * 1.05;
-    let lo = rows.iter().filter_map(|r| finite(r.2).or(finite(r.1))).fold(0.0f64, f64::min);
+    let hi = rows
+        .iter()
+        .filter_map(|r| finite(r.3).or(finite(r.1)))
+        .fold(reference.unwrap_or(0.0), f64::max)
+        .max(1e-9)
+        * 1.05;
+    let lo = rows
+        .iter()
+        .filter_map(|r| finite(r.2).or(finite(r.1)))
+        .fold(0.0f64, f64::min);
     let x = |v: f64| left + (v - lo) / (hi - lo) * (w - left - right);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}"><text x="4" y="16" font-weight="bold">{t}</text>"#, t = esc(title));
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}"><text x="4" y="16" font-weight="bold">{t}</text>"#,
+        t = esc(title)
+    );
     for (i, (label, v, l, u)) in rows.iter().enumerate() {
         let y = 28.0 + i as f64 * row_h;
-        let _ = write!(s, r#"<text x="{tx}" y="{ty}" text-anchor="end" font-size="12">{}</text>"#, esc(label), tx = left - 6.0, ty = y + 14.0);
+        let _ = write!(
+            s,
+            r#"<text x="{tx}" y="{ty}" text-anchor="end" font-size="12">{}</text>"#,
+            esc(label),
+            tx = left - 6.0,
+            ty = y + 14.0
+        );
         if v.is_finite() {
-            let _ = write!(s, r##"<rect x="{}" y="{y}" width="{:.1}" height="18" fill="#6b8fd6"/>"##, x(lo.min(0.0).max(lo)), (x(*v) - x(lo.min(0.0).max(lo))).max(0.0));
-            let _ = write!(s, r#"<text x="{:.1}" y="{}" font-size="11">{}</text>"#, x(*v) + 4.0, y + 13.0, fmt(*v));
+            let _ = write!(
+                s,
+                r##"<rect x="{}" y="{y}" width="{:.1}" height="18" fill="#6b8fd6"/>"##,
+                x(lo.min(0.0).max(lo)),
+                (x(*v) - x(lo.min(0.0).max(lo))).max(0.0)
+            );
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}" font-size="11">{}</text>"#,
+                x(*v) + 4.0,
+                y + 13.0,
+                fmt(*v)
+            );
         }
         if l.is_finite() && u.is_finite() {
             let ym = y + 9.0;
-            let _ = write!(s, r##"<line x1="{:.1}" x2="{:.1}" y1="{ym}" y2="{ym}" stroke="#222"/><line x1="{:.1}" x2="{:.1}" y1="{}" y2="{}" stroke="#222"/><line x1="{:.1}" x2="{:.1}" y1="{}" y2="{}" stroke="#222"/>"##,
-                x(*l), x(*u), x(*l), x(*l), ym - 5.0, ym + 5.0, x(*u), x(*u), ym - 5.0, ym + 5.0);
+            let _ = write!(
+                s,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{ym}" y2="{ym}" stroke="#222"/><line x1="{:.1}" x2="{:.1}" y1="{}" y2="{}" stroke="#222"/><line x1="{:.1}" x2="{:.1}" y1="{}" y2="{}" stroke="#222"/>"##,
+                x(*l),
+                x(*u),
+                x(*l),
+                x(*l),
+                ym - 5.0,
+                ym + 5.0,
+                x(*u),
+                x(*u),
+                ym - 5.0,
+                ym + 5.0
+            );
         }
     }
     if let Some(r) = reference {
-        let _ = write!(s, r##"<line x1="{0:.1}" x2="{0:.1}" y1="22" y2="{1}" stroke="#c33" stroke-dasharray="4 3"/>"##, x(r), h - 4.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="22" y2="{1}" stroke="#c33" stroke-dasharray="4 3"/>"##,
+            x(r),
+            h - 4.0
+        );
     }
     s.push_str("</svg>");
     s
@@ -83,19 +151,49 @@ pub fn bar_chart(title: &str, rows: &[(String, f64, f64, f64)], reference: Optio
 
 /// Ratings as points with interval whiskers, best first.
 pub fn rating_chart(title: &str, ratings: &[Rating]) -> String {
-    let rows: Vec<(String, f64, f64, f64)> = ratings.iter().map(|r| (r.model.clone(), r.rating, r.lo, r.hi)).collect();
+    let rows: Vec<(String, f64, f64, f64)> = ratings
+        .iter()
+        .map(|r| (r.model.clone(), r.rating, r.lo, r.hi))
+        .collect();
     let w = 640.0;
     let (left, right, row_h) = (230.0, 70.0, 24.0);
     let h = 40.0 + row_h * rows.len() as f64;
-    let lo = rows.iter().map(|r| r.2.min(r.1)).fold(f64::INFINITY, f64::min) - 10.0;
-    let hi = rows.iter().map(|r| r.3.max(r.1)).fold(f64::NEG_INFINITY, f64::max) + 10.0;
+    let lo = rows
+        .iter()
+        .map(|r| r.2.min(r.1))
+        .fold(f64::INFINITY, f64::min)
+        - 10.0;
+    let hi = rows
+        .iter()
+        .map(|r| r.3.max(r.1))
+        .fold(f64::NEG_INFINITY, f64::max)
+        + 10.0;
     let x = |v: f64| left + (v - lo) / (hi - lo).max(1e-9) * (w - left - right);
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}"><text x="4" y="16" font-weight="bold">{t}</text>"#, t = esc(title));
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{t}"><text x="4" y="16" font-weight="bold">{t}</text>"#,
+        t = esc(title)
+    );
     for (i, (label, v, l, u)) in rows.iter().enumerate() {
         let y = 36.0 + i as f64 * row_h;
-        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end" font-size="12">{}</text>"#, left - 6.0, y + 4.0, esc(label));
-        let _ = write!(s, r##"<line x1="{:.1}" x2="{:.1}" y1="{y}" y2="{y}" stroke="#222"/><circle cx="{:.1}" cy="{y}" r="4" fill="#d6803b"/><text x="{:.1}" y="{}" font-size="11">{:.0}</text>"##, x(*l), x(*u), x(*v), x(u.max(*v)) + 6.0, y + 4.0, v);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end" font-size="12">{}</text>"#,
+            left - 6.0,
+            y + 4.0,
+            esc(label)
+        );
+        let _ = write!(
+            s,
+            r##"<line x1="{:.1}" x2="{:.1}" y1="{y}" y2="{y}" stroke="#222"/><circle cx="{:.1}" cy="{y}" r="4" fill="#d6803b"/><text x="{:.1}" y="{}" font-size="11">{:.0}</text>"##,
+            x(*l),
+            x(*u),
+            x(*v),
+            x(u.max(*v)) + 6.0,
+            y + 4.0,
+            v
+        );
     }
     s.push_str("</svg>");
     s
@@ -110,21 +208,41 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin
 pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
     let mut h = String::new();
     let mut md = String::new();
-    let _ = write!(h, "<!doctype html><html><head><meta charset=\"utf-8\"><title>herd eval report</title><style>{CSS}</style></head><body><h1>herd eval report</h1>");
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>herd eval report</title><style>{CSS}</style></head><body><h1>herd eval report</h1>"
+    );
     md.push_str("# herd eval report\n\n");
 
     // Overview.
     h.push_str("<h2>Runs</h2><table><tr><th>run</th><th>task</th><th>model</th><th>metric</th><th>value [95% CI]</th><th>items</th><th>model sha256</th><th>created</th></tr>");
     md.push_str("## Runs\n\n| run | task | model | metric | value [95% CI] | items | model sha256 | created |\n|---|---|---|---|---|---|---|---|\n");
     for r in runs {
-        let n = r.summary.as_ref().and_then(|s| s["n"].as_u64()).unwrap_or(0);
+        let n = r
+            .summary
+            .as_ref()
+            .and_then(|s| s["n"].as_u64())
+            .unwrap_or(0);
         let (m, v) = match headline(r) {
             Some((m, v, lo, hi)) => (m, format!("{} [{}, {}]", fmt(v), fmt(lo), fmt(hi))),
             None => ("–", "unfinished".into()),
         };
         let sha: String = r.model_sha256.chars().take(16).collect();
-        let _ = write!(h, "<tr><td><code>{}</code></td><td>{} v{}</td><td>{}</td><td>{m}</td><td>{v}</td><td>{n}</td><td><code>{}</code></td><td>{}</td></tr>", esc(&r.id), esc(&r.task), esc(&r.task_version), esc(&r.model), esc(&sha), esc(&r.created));
-        let _ = writeln!(md, "| `{}` | {} v{} | {} | {m} | {v} | {n} | `{sha}` | {} |", r.id, r.task, r.task_version, r.model, r.created);
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td>{} v{}</td><td>{}</td><td>{m}</td><td>{v}</td><td>{n}</td><td><code>{}</code></td><td>{}</td></tr>",
+            esc(&r.id),
+            esc(&r.task),
+            esc(&r.task_version),
+            esc(&r.model),
+            esc(&sha),
+            esc(&r.created)
+        );
+        let _ = writeln!(
+            md,
+            "| `{}` | {} v{} | {} | {m} | {v} | {n} | `{sha}` | {} |",
+            r.id, r.task, r.task_version, r.model, r.created
+        );
     }
     h.push_str("</table>");
     md.push('\n');
@@ -141,7 +259,16 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
         let _ = write!(h, "<h2>{} side by side</h2>", esc(task));
         let _ = writeln!(md, "## {task} side by side\n");
         let cats: Vec<String> = {
-            let mut c: Vec<String> = rs.iter().flat_map(|r| r.summary.as_ref().and_then(|s| s["categories"].as_object()).map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()).collect();
+            let mut c: Vec<String> = rs
+                .iter()
+                .flat_map(|r| {
+                    r.summary
+                        .as_ref()
+                        .and_then(|s| s["categories"].as_object())
+                        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                        .unwrap_or_default()
+                })
+                .collect();
             c.sort();
             c.dedup();
             c
@@ -149,7 +276,12 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
         h.push_str("<table><tr><th>category</th>");
         md.push_str("| category |");
         for r in rs {
-            let _ = write!(h, "<th>{}<br><code>{}</code></th>", esc(&r.model), esc(&r.id));
+            let _ = write!(
+                h,
+                "<th>{}<br><code>{}</code></th>",
+                esc(&r.model),
+                esc(&r.id)
+            );
             let _ = write!(md, " {} (`{}`) |", r.model, r.id);
         }
         h.push_str("</tr>");
@@ -177,8 +309,19 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
         .iter()
         .filter_map(|r| {
             let e = &r.summary.as_ref()?["metrics"]["relative_score"];
-            let base = r.summary.as_ref()?["metrics"]["baseline"].as_str().map(str::to_string);
-            Some((format!("{}{}", r.model, base.map(|b| format!(" / {b}")).unwrap_or_default()), e["value"].as_f64()?, e["lo"].as_f64()?, e["hi"].as_f64()?))
+            let base = r.summary.as_ref()?["metrics"]["baseline"]
+                .as_str()
+                .map(str::to_string);
+            Some((
+                format!(
+                    "{}{}",
+                    r.model,
+                    base.map(|b| format!(" / {b}")).unwrap_or_default()
+                ),
+                e["value"].as_f64()?,
+                e["lo"].as_f64()?,
+                e["hi"].as_f64()?,
+            ))
         })
         .collect();
     if !rel.is_empty() {
@@ -195,10 +338,25 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
         let _ = write!(h, "<h2>Ratings: {}</h2>", esc(method));
         h.push_str(&rating_chart(method, rs));
         h.push_str("<table><tr><th>model</th><th>rating</th><th>95% CI</th><th>battles</th></tr>");
-        let _ = writeln!(md, "## Ratings: {method}\n\n| model | rating | 95% CI | battles |\n|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## Ratings: {method}\n\n| model | rating | 95% CI | battles |\n|---|---|---|---|"
+        );
         for r in rs {
-            let _ = write!(h, "<tr><td>{}</td><td>{:.1}</td><td>[{:.1}, {:.1}]</td><td>{}</td></tr>", esc(&r.model), r.rating, r.lo, r.hi, r.battles);
-            let _ = writeln!(md, "| {} | {:.1} | [{:.1}, {:.1}] | {} |", r.model, r.rating, r.lo, r.hi, r.battles);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{:.1}</td><td>[{:.1}, {:.1}]</td><td>{}</td></tr>",
+                esc(&r.model),
+                r.rating,
+                r.lo,
+                r.hi,
+                r.battles
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | [{:.1}, {:.1}] | {} |",
+                r.model, r.rating, r.lo, r.hi, r.battles
+            );
         }
         h.push_str("</table>");
         md.push('\n');
@@ -207,8 +365,20 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
     // Per run detail.
     for r in runs {
         let Some(s) = &r.summary else { continue };
-        let _ = write!(h, "<h2>{} on {}</h2><p>run <code>{}</code>, backend {}, settings <code>{}</code></p>", esc(&r.model), esc(&r.task), esc(&r.id), esc(&r.backend), esc(&r.settings.to_string()));
-        let _ = writeln!(md, "## {} on {}\n\nrun `{}`, backend {}, settings `{}`\n", r.model, r.task, r.id, r.backend, r.settings);
+        let _ = write!(
+            h,
+            "<h2>{} on {}</h2><p>run <code>{}</code>, backend {}, settings <code>{}</code></p>",
+            esc(&r.model),
+            esc(&r.task),
+            esc(&r.id),
+            esc(&r.backend),
+            esc(&r.settings.to_string())
+        );
+        let _ = writeln!(
+            md,
+            "## {} on {}\n\nrun `{}`, backend {}, settings `{}`\n",
+            r.model, r.task, r.id, r.backend, r.settings
+        );
         h.push_str("<table><tr><th>metric</th><th>value [95% CI]</th></tr>");
         md.push_str("| metric | value [95% CI] |\n|---|---|\n");
         for (k, v) in metric_cells(&s["metrics"]) {
@@ -223,7 +393,12 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
                 .filter_map(|(c, m)| {
                     let (k, ..) = headline(r)?;
                     let e = &m[k];
-                    Some((c.clone(), e["value"].as_f64()?, e["lo"].as_f64().unwrap_or(f64::NAN), e["hi"].as_f64().unwrap_or(f64::NAN)))
+                    Some((
+                        c.clone(),
+                        e["value"].as_f64()?,
+                        e["lo"].as_f64().unwrap_or(f64::NAN),
+                        e["hi"].as_f64().unwrap_or(f64::NAN),
+                    ))
                 })
                 .collect();
             if let Some((k, ..)) = headline(r) {
@@ -231,7 +406,14 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
                 let _ = writeln!(md, "| category | {k} [95% CI] | n |\n|---|---|---|");
                 for (c, m) in cats {
                     let e = &m[k];
-                    let _ = writeln!(md, "| {c} | {} [{}, {}] | {} |", fmt(e["value"].as_f64().unwrap_or(f64::NAN)), fmt(e["lo"].as_f64().unwrap_or(f64::NAN)), fmt(e["hi"].as_f64().unwrap_or(f64::NAN)), e["n"]);
+                    let _ = writeln!(
+                        md,
+                        "| {c} | {} [{}, {}] | {} |",
+                        fmt(e["value"].as_f64().unwrap_or(f64::NAN)),
+                        fmt(e["lo"].as_f64().unwrap_or(f64::NAN)),
+                        fmt(e["hi"].as_f64().unwrap_or(f64::NAN)),
+                        e["n"]
+                    );
                 }
                 md.push('\n');
             }
@@ -242,14 +424,22 @@ pub fn render(runs: &[RunInfo], ratings: &RatingSets) -> (String, String) {
 }
 
 fn headline_in(r: &RunInfo, cat: Option<&str>) -> String {
-    let Some((k, ..)) = headline(r) else { return "–".into() };
-    let Some(s) = &r.summary else { return "–".into() };
+    let Some((k, ..)) = headline(r) else {
+        return "–".into();
+    };
+    let Some(s) = &r.summary else {
+        return "–".into();
+    };
     let m = match cat {
         None => &s["metrics"],
         Some(c) => &s["categories"][c],
     };
     match m[k]["value"].as_f64() {
-        Some(v) => format!("{} ±{}", fmt(v), fmt(1.96 * m[k]["stderr"].as_f64().unwrap_or(f64::NAN))),
+        Some(v) => format!(
+            "{} ±{}",
+            fmt(v),
+            fmt(1.96 * m[k]["stderr"].as_f64().unwrap_or(f64::NAN))
+        ),
         None => "–".into(),
     }
 }

@@ -65,9 +65,16 @@ pub fn run(
         items.truncate(n);
     }
     let num_fewshot = opts.num_fewshot.unwrap_or(f.prompt.num_fewshot);
-    let pool = if num_fewshot > 0 { task.fewshot_items()? } else { vec![] };
+    let pool = if num_fewshot > 0 {
+        task.fewshot_items()?
+    } else {
+        vec![]
+    };
     if num_fewshot > 0 && pool.is_empty() {
-        return Err(Error::file(&task.path, "few-shot prompts need data.fewshot_path"));
+        return Err(Error::file(
+            &task.path,
+            "few-shot prompts need data.fewshot_path",
+        ));
     }
     let judge_name = judge.as_ref().map(|j| j.name());
     let judge_fp = match &judge {
@@ -75,7 +82,10 @@ pub fn run(
         None => None,
     };
     if matches!(f.kind, Kind::JudgeSingle | Kind::JudgePairwise) && judge.is_none() {
-        return Err(Error::Usage(format!("task {} needs a judge (--judge-endpoint or --judge-model)", f.name)));
+        return Err(Error::Usage(format!(
+            "task {} needs a judge (--judge-endpoint or --judge-model)",
+            f.name
+        )));
     }
     let answers_sha = match &opts.answers {
         Some(p) => Some(sha256_hex(&std::fs::read(p).map_err(|e| Error::io(p, e))?)),
@@ -95,14 +105,18 @@ pub fn run(
         Some(p) => crate::answers::model_of(p)?.unwrap_or_else(|| backend.name()),
         None => backend.name(),
     };
-    let id = opts.run_id.clone().unwrap_or_else(|| {
-        format!("{}-{}-{}", f.name, model, now().replace([':', '-'], ""))
-    });
+    let id = opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-{}", f.name, model, now().replace([':', '-'], "")));
     let info = RunInfo {
         id: id.clone(),
         task: f.name.clone(),
         task_version: f.version.clone(),
-        kind: serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        kind: serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
         task_sha256: sha256_hex(task.text.as_bytes()),
         task_text: task.text.clone(),
         model: model.clone(),
@@ -110,7 +124,12 @@ pub fn run(
             Some(_) => format!("answers:{}", answers_sha.clone().unwrap_or_default()),
             None => backend.fingerprint()?,
         },
-        backend: backend.settings().get("backend").and_then(Value::as_str).unwrap_or("").to_string(),
+        backend: backend
+            .settings()
+            .get("backend")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         settings,
         created: now(),
         finished: None,
@@ -118,7 +137,11 @@ pub fn run(
     };
     store.begin(&info)?;
     let done = store.done(&id)?;
-    let seq: HashMap<&str, usize> = items.iter().enumerate().map(|(i, it)| (it.key.as_str(), i)).collect();
+    let seq: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.key.as_str(), i))
+        .collect();
     let todo: Vec<&Item> = items.iter().filter(|it| !done.contains(&it.key)).collect();
     let total = items.len();
     let mut n_done = total - todo.len();
@@ -127,13 +150,20 @@ pub fn run(
         Some(p) => Some(crate::answers::read_answers(p)?),
         None => None,
     };
-    let ctx = Ctx { task, opts, judge_name: judge_name.unwrap_or_default(), model: model.clone() };
+    let ctx = Ctx {
+        task,
+        opts,
+        judge_name: judge_name.unwrap_or_default(),
+        model: model.clone(),
+    };
     for batch in todo.chunks(opts.batch.max(1)) {
         let rows = match f.kind {
             Kind::MultipleChoice => mc_batch(&ctx, backend, batch, &pool, num_fewshot)?,
             Kind::Generate => gen_batch(&ctx, backend, batch, &pool, num_fewshot)?,
             Kind::JudgeSingle | Kind::JudgePairwise => {
-                let Some(j) = judge.as_deref_mut() else { unreachable!("checked above") };
+                let Some(j) = judge.as_deref_mut() else {
+                    unreachable!("checked above")
+                };
                 judge_batch(&ctx, backend, j, batch, answers.as_ref())?
             }
         };
@@ -160,7 +190,13 @@ struct Ctx<'a> {
     model: String,
 }
 
-fn mc_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, batch: &[&Item], pool: &[Item], k: usize) -> Result<Vec<ItemRow>> {
+fn mc_batch(
+    ctx: &Ctx<'_>,
+    backend: &mut dyn Backend,
+    batch: &[&Item],
+    pool: &[Item],
+    k: usize,
+) -> Result<Vec<ItemRow>> {
     let reqs: Vec<mc::LlRequest> = batch
         .iter()
         .map(|it| mc::request(ctx.task, it, &mc::shots(pool, it, k)))
@@ -186,7 +222,13 @@ fn mc_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, batch: &[&Item], pool: &[I
     Ok(rows)
 }
 
-fn gen_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, batch: &[&Item], pool: &[Item], k: usize) -> Result<Vec<ItemRow>> {
+fn gen_batch(
+    ctx: &Ctx<'_>,
+    backend: &mut dyn Backend,
+    batch: &[&Item],
+    pool: &[Item],
+    k: usize,
+) -> Result<Vec<ItemRow>> {
     let f = &ctx.task.file;
     let ex = Extractor::new(&f.extract)?;
     let reqs: Vec<GenRequest> = batch
@@ -201,7 +243,10 @@ fn gen_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, batch: &[&Item], pool: &[
             }
             prompt.push_str(&mc::doc_text(ctx.task, it));
             GenRequest {
-                messages: f.prompt.chat.then(|| vec![json!({"role": "user", "content": prompt})]),
+                messages: f
+                    .prompt
+                    .chat
+                    .then(|| vec![json!({"role": "user", "content": prompt})]),
                 prompt,
                 max_tokens: f.generation.max_tokens,
                 stop: f.generation.stop.clone(),
@@ -233,9 +278,19 @@ fn gen_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, batch: &[&Item], pool: &[
 }
 
 /// Answers to every turn of `it`: from an answer file, or generated turn by turn.
-fn answer_turns(backend: &mut dyn Backend, it: &Item, answers: Option<&HashMap<String, Vec<String>>>, ctx: &Ctx<'_>) -> Result<(Vec<String>, Value)> {
+fn answer_turns(
+    backend: &mut dyn Backend,
+    it: &Item,
+    answers: Option<&HashMap<String, Vec<String>>>,
+    ctx: &Ctx<'_>,
+) -> Result<(Vec<String>, Value)> {
     if let Some(a) = answers {
-        let t = a.get(&it.key).cloned().ok_or_else(|| Error::Usage(format!("the answer file has no answer to question {}", it.key)))?;
+        let t = a.get(&it.key).cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "the answer file has no answer to question {}",
+                it.key
+            ))
+        })?;
         return Ok((t, json!("from the answer file")));
     }
     let g = &ctx.task.file.generation;
@@ -261,9 +316,19 @@ fn answer_turns(backend: &mut dyn Backend, it: &Item, answers: Option<&HashMap<S
     Ok((out, Value::Array(sent)))
 }
 
-fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend, batch: &[&Item], answers: Option<&HashMap<String, Vec<String>>>) -> Result<Vec<ItemRow>> {
+fn judge_batch(
+    ctx: &Ctx<'_>,
+    backend: &mut dyn Backend,
+    judge: &mut dyn Backend,
+    batch: &[&Item],
+    answers: Option<&HashMap<String, Vec<String>>>,
+) -> Result<Vec<ItemRow>> {
     let task = ctx.task;
-    let spec = task.file.judge.as_ref().ok_or_else(|| Error::file(&task.path, "no [judge] table"))?;
+    let spec = task
+        .file
+        .judge
+        .as_ref()
+        .ok_or_else(|| Error::file(&task.path, "no [judge] table"))?;
     let prompts_path = task.resolve(&spec.prompts);
     let baseline = match &spec.baseline_answers {
         Some(p) => Some(crate::answers::read_answers(&task.resolve(p))?),
@@ -273,7 +338,11 @@ fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend
     let mut rows = vec![];
     for it in batch {
         let (turns, gen_sent) = answer_turns(backend, it, answers, ctx)?;
-        let n_turns = if spec.multi_turn { it.turns.len().max(1) } else { 1 };
+        let n_turns = if spec.multi_turn {
+            it.turns.len().max(1)
+        } else {
+            1
+        };
         let mut jobs = vec![]; // (turn, model_first, prompt)
         let pair = task.file.kind == Kind::JudgePairwise;
         let base_turns = if pair {
@@ -288,10 +357,24 @@ fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend
         for t in 0..n_turns {
             let orders: &[bool] = if pair { &[true, false] } else { &[true] };
             for &model_first in orders {
-                let (a, b) = if model_first { (&turns, &base_turns) } else { (&base_turns, &turns) };
+                let (a, b) = if model_first {
+                    (&turns, &base_turns)
+                } else {
+                    (&base_turns, &turns)
+                };
                 let (system, user) = match spec.style {
-                    JudgeStyle::MtBench => mt_bench_prompt(&judge::read_mt_bench_prompts(&prompts_path)?, it, t, a, b, pair, &spec.reference_categories)?,
-                    JudgeStyle::Vicuna => vicuna_prompt(&judge::read_vicuna_prompts(&prompts_path)?, it, a, b)?,
+                    JudgeStyle::MtBench => mt_bench_prompt(
+                        &judge::read_mt_bench_prompts(&prompts_path)?,
+                        it,
+                        t,
+                        a,
+                        b,
+                        pair,
+                        &spec.reference_categories,
+                    )?,
+                    JudgeStyle::Vicuna => {
+                        vicuna_prompt(&judge::read_vicuna_prompts(&prompts_path)?, it, a, b)?
+                    }
                 };
                 jobs.push((t, model_first, system, user));
             }
@@ -308,7 +391,10 @@ fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend
         let reqs: Vec<GenRequest> = jobs
             .iter()
             .map(|(_, _, system, user)| GenRequest {
-                messages: Some(vec![json!({"role": "system", "content": system}), json!({"role": "user", "content": user})]),
+                messages: Some(vec![
+                    json!({"role": "system", "content": system}),
+                    json!({"role": "user", "content": user}),
+                ]),
                 prompt: String::new(),
                 max_tokens: spec.max_tokens,
                 stop: vec![],
@@ -322,7 +408,11 @@ fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend
         for ((t, model_first, _, _), o) in jobs.iter().zip(&outs) {
             games.push(parse_game(&o.text, *t, *model_first, pair, spec.style));
         }
-        let detail = if pair { pair_detail(&ctx.model, &baseline_name, games, n_turns) } else { json!({"model": ctx.model, "judge": ctx.judge_name, "games": games}) };
+        let detail = if pair {
+            pair_detail(&ctx.model, &baseline_name, games, n_turns)
+        } else {
+            json!({"model": ctx.model, "judge": ctx.judge_name, "games": games})
+        };
         let score = item_score(&detail, pair);
         rows.push(ItemRow {
             key: it.key.clone(),
@@ -337,7 +427,15 @@ fn judge_batch(ctx: &Ctx<'_>, backend: &mut dyn Backend, judge: &mut dyn Backend
     Ok(rows)
 }
 
-fn mt_bench_prompt(prompts: &HashMap<String, JudgePrompt>, it: &Item, t: usize, a: &[String], b: &[String], pair: bool, ref_cats: &[String]) -> Result<(String, String)> {
+fn mt_bench_prompt(
+    prompts: &HashMap<String, JudgePrompt>,
+    it: &Item,
+    t: usize,
+    a: &[String],
+    b: &[String],
+    pair: bool,
+    ref_cats: &[String],
+) -> Result<(String, String)> {
     let needs_ref = ref_cats.contains(&it.category) && !it.reference_turns.is_empty();
     let multi = t > 0;
     let name = match (pair, needs_ref, multi) {
@@ -350,39 +448,84 @@ fn mt_bench_prompt(prompts: &HashMap<String, JudgePrompt>, it: &Item, t: usize, 
         (true, true, false) => "pair-math-v1",
         (true, true, true) => "pair-math-v1-multi-turn",
     };
-    let p = prompts.get(name).ok_or_else(|| Error::Usage(format!("no judge prompt named {name}")))?;
+    let p = prompts
+        .get(name)
+        .ok_or_else(|| Error::Usage(format!("no judge prompt named {name}")))?;
     let get = |v: &[String], i: usize| v.get(i).cloned().unwrap_or_default();
-    let q = |i: usize| it.turns.get(i).cloned().unwrap_or_else(|| it.question.clone());
+    let q = |i: usize| {
+        it.turns
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| it.question.clone())
+    };
     let (q1, q2) = (q(0), q(1));
     let (a1, a2, b1, b2) = (get(a, 0), get(a, 1), get(b, 0), get(b, 1));
     let (r1, r2) = (get(&it.reference_turns, 0), get(&it.reference_turns, 1));
     let vars: Vec<(&str, &str)> = vec![
-        ("question", &q1), ("question_1", &q1), ("question_2", &q2),
-        ("answer", &a1), ("answer_1", &a1), ("answer_2", &a2),
-        ("answer_a", &a1), ("answer_b", &b1), ("answer_a_1", &a1), ("answer_a_2", &a2),
-        ("answer_b_1", &b1), ("answer_b_2", &b2),
-        ("ref_answer_1", &r1), ("ref_answer_2", &r2),
+        ("question", &q1),
+        ("question_1", &q1),
+        ("question_2", &q2),
+        ("answer", &a1),
+        ("answer_1", &a1),
+        ("answer_2", &a2),
+        ("answer_a", &a1),
+        ("answer_b", &b1),
+        ("answer_a_1", &a1),
+        ("answer_a_2", &a2),
+        ("answer_b_1", &b1),
+        ("answer_b_2", &b2),
+        ("ref_answer_1", &r1),
+        ("ref_answer_2", &r2),
     ];
     Ok((p.system.clone(), p.fill(&vars)))
 }
 
-fn vicuna_prompt(prompts: &HashMap<String, JudgePrompt>, it: &Item, a: &[String], b: &[String]) -> Result<(String, String)> {
-    let p = prompts.get(&it.category).or_else(|| prompts.get("general")).ok_or_else(|| Error::Usage("no general prompt".into()))?;
-    let (a1, b1) = (a.first().cloned().unwrap_or_default(), b.first().cloned().unwrap_or_default());
+fn vicuna_prompt(
+    prompts: &HashMap<String, JudgePrompt>,
+    it: &Item,
+    a: &[String],
+    b: &[String],
+) -> Result<(String, String)> {
+    let p = prompts
+        .get(&it.category)
+        .or_else(|| prompts.get("general"))
+        .ok_or_else(|| Error::Usage("no general prompt".into()))?;
+    let (a1, b1) = (
+        a.first().cloned().unwrap_or_default(),
+        b.first().cloned().unwrap_or_default(),
+    );
     let dp = p.default_prompt.clone().unwrap_or_default();
-    Ok((p.system.clone(), p.fill(&[("question", &it.question), ("answer_1", &a1), ("answer_2", &b1), ("prompt", &dp)])))
+    Ok((
+        p.system.clone(),
+        p.fill(&[
+            ("question", &it.question),
+            ("answer_1", &a1),
+            ("answer_2", &b1),
+            ("prompt", &dp),
+        ]),
+    ))
 }
 
 /// One judged game, with the verdict in terms of the model and the baseline.
 fn parse_game(text: &str, turn: usize, model_first: bool, pair: bool, style: JudgeStyle) -> Value {
-    let order = if model_first { "model_first" } else { "baseline_first" };
+    let order = if model_first {
+        "model_first"
+    } else {
+        "baseline_first"
+    };
     if !pair {
         return match judge::parse_rating(text) {
             Ok(r) => json!({"turn": turn + 1, "rating": r}),
             Err(e) => json!({"turn": turn + 1, "rating": null, "error": e.0}),
         };
     }
-    let side = |first_won: bool| if first_won == model_first { "model" } else { "baseline" };
+    let side = |first_won: bool| {
+        if first_won == model_first {
+            "model"
+        } else {
+            "baseline"
+        }
+    };
     match style {
         JudgeStyle::MtBench => match judge::parse_verdict(text) {
             Ok(Verdict::A) => json!({"turn": turn + 1, "order": order, "verdict": side(true)}),
@@ -391,14 +534,30 @@ fn parse_game(text: &str, turn: usize, model_first: bool, pair: bool, style: Jud
             Err(e) => json!({"turn": turn + 1, "order": order, "verdict": null, "error": e.0}),
         },
         JudgeStyle::Vicuna => {
-            let parsed = serde_json::from_str::<Value>(text.trim()).ok().and_then(|v| {
-                let g = |k: &str| v.get(k).and_then(|x| x.as_f64().or_else(|| x.as_str().and_then(|s| s.parse().ok())));
-                Some((g("score_1")?, g("score_2")?))
-            });
-            match parsed.map(Ok).unwrap_or_else(|| judge::parse_pair_scores(text)) {
+            let parsed = serde_json::from_str::<Value>(text.trim())
+                .ok()
+                .and_then(|v| {
+                    let g = |k: &str| {
+                        v.get(k).and_then(|x| {
+                            x.as_f64()
+                                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+                        })
+                    };
+                    Some((g("score_1")?, g("score_2")?))
+                });
+            match parsed
+                .map(Ok)
+                .unwrap_or_else(|| judge::parse_pair_scores(text))
+            {
                 Ok((s1, s2)) => {
                     let (m, b) = if model_first { (s1, s2) } else { (s2, s1) };
-                    let verdict = if m > b { "model" } else if b > m { "baseline" } else { "tie" };
+                    let verdict = if m > b {
+                        "model"
+                    } else if b > m {
+                        "baseline"
+                    } else {
+                        "tie"
+                    };
                     json!({"turn": turn + 1, "order": order, "scores": [m, b], "verdict": verdict})
                 }
                 Err(e) => json!({"turn": turn + 1, "order": order, "verdict": null, "error": e.0}),
@@ -434,11 +593,15 @@ pub fn pair_detail(model: &str, baseline: &str, games: Vec<Value>, n_turns: usiz
 fn item_score(detail: &Value, pair: bool) -> Option<f64> {
     let games = detail["games"].as_array()?;
     let xs: Vec<f64> = if pair {
-        detail["winners"].as_array()?.iter().filter_map(|w| match w.as_str()? {
-            "model" => Some(1.0),
-            "tie" => Some(0.5),
-            _ => Some(0.0),
-        }).collect()
+        detail["winners"]
+            .as_array()?
+            .iter()
+            .filter_map(|w| match w.as_str()? {
+                "model" => Some(1.0),
+                "tie" => Some(0.5),
+                _ => Some(0.0),
+            })
+            .collect()
     } else {
         games.iter().filter_map(|g| g["rating"].as_f64()).collect()
     };
@@ -450,7 +613,9 @@ pub fn battles(rows: &[ItemRow]) -> Vec<Battle> {
     let mut out = vec![];
     for r in rows {
         let d = &r.detail;
-        let (Some(m), Some(b)) = (d["model"].as_str(), d["baseline"].as_str()) else { continue };
+        let (Some(m), Some(b)) = (d["model"].as_str(), d["baseline"].as_str()) else {
+            continue;
+        };
         for w in d["winners"].as_array().into_iter().flatten() {
             let winner = match w.as_str() {
                 Some("model") => Winner::ModelA,
@@ -458,7 +623,11 @@ pub fn battles(rows: &[ItemRow]) -> Vec<Battle> {
                 Some("tie") => Winner::Tie,
                 _ => continue,
             };
-            out.push(Battle { model_a: m.into(), model_b: b.into(), winner });
+            out.push(Battle {
+                model_a: m.into(),
+                model_b: b.into(),
+                winner,
+            });
         }
     }
     out
@@ -475,24 +644,36 @@ pub fn summarize(kind: Kind, rows: &[ItemRow], rounds: usize, seed: u64) -> Valu
         by_cat.entry(r.category.clone()).or_default().push(r);
     }
     let metrics = |rs: &[&ItemRow]| -> Value {
-        let col = |k: &str| -> Vec<f64> { rs.iter().filter_map(|r| r.detail[k].as_f64()).collect() };
+        let col =
+            |k: &str| -> Vec<f64> { rs.iter().filter_map(|r| r.detail[k].as_f64()).collect() };
         match kind {
-            Kind::MultipleChoice => json!({"acc": est(&Estimate::mean(&col("acc"))), "acc_norm": est(&Estimate::mean(&col("acc_norm")))}),
+            Kind::MultipleChoice => {
+                json!({"acc": est(&Estimate::mean(&col("acc"))), "acc_norm": est(&Estimate::mean(&col("acc_norm")))})
+            }
             Kind::Generate => json!({"exact_match": est(&Estimate::mean(&col("exact_match")))}),
             Kind::JudgeSingle => {
                 let turn = |t: u64| -> Vec<f64> {
-                    rs.iter().flat_map(|r| r.detail["games"].as_array().into_iter().flatten())
+                    rs.iter()
+                        .flat_map(|r| r.detail["games"].as_array().into_iter().flatten())
                         .filter(|g| t == 0 || g["turn"].as_u64() == Some(t))
-                        .filter_map(|g| g["rating"].as_f64()).collect()
+                        .filter_map(|g| g["rating"].as_f64())
+                        .collect()
                 };
-                let unparsed = rs.iter().flat_map(|r| r.detail["games"].as_array().into_iter().flatten()).filter(|g| g["rating"].is_null()).count();
+                let unparsed = rs
+                    .iter()
+                    .flat_map(|r| r.detail["games"].as_array().into_iter().flatten())
+                    .filter(|g| g["rating"].is_null())
+                    .count();
                 json!({"score": est(&Estimate::mean(&turn(0))), "turn_1": est(&Estimate::mean(&turn(1))), "turn_2": est(&Estimate::mean(&turn(2))), "unparsed": unparsed})
             }
             Kind::JudgePairwise => pair_metrics(rs, rounds, seed),
         }
     };
     let all: Vec<&ItemRow> = rows.iter().collect();
-    let cats: serde_json::Map<String, Value> = by_cat.iter().map(|(c, rs)| (c.clone(), metrics(rs))).collect();
+    let cats: serde_json::Map<String, Value> = by_cat
+        .iter()
+        .map(|(c, rs)| (c.clone(), metrics(rs)))
+        .collect();
     json!({"n": rows.len(), "metrics": metrics(&all), "categories": cats})
 }
 
@@ -501,17 +682,30 @@ pub fn summarize(kind: Kind, rows: &[ItemRow], rounds: usize, seed: u64) -> Valu
 pub fn pair_metrics(rs: &[&ItemRow], rounds: usize, seed: u64) -> Value {
     let owned: Vec<ItemRow> = rs.iter().map(|r| (*r).clone()).collect();
     let b = battles(&owned);
-    let model = rs.first().and_then(|r| r.detail["model"].as_str()).unwrap_or("");
+    let model = rs
+        .first()
+        .and_then(|r| r.detail["model"].as_str())
+        .unwrap_or("");
     let rec = Record::of(model, &b);
     let (w, t, l) = rec.rates();
-    let games: Vec<&Value> = rs.iter().flat_map(|r| r.detail["games"].as_array().into_iter().flatten()).collect();
+    let games: Vec<&Value> = rs
+        .iter()
+        .flat_map(|r| r.detail["games"].as_array().into_iter().flatten())
+        .collect();
     let unparsed = games.iter().filter(|g| g["verdict"].is_null()).count();
-    let inconsistent: u64 = rs.iter().filter_map(|r| r.detail["inconsistent"].as_u64()).sum();
+    let inconsistent: u64 = rs
+        .iter()
+        .filter_map(|r| r.detail["inconsistent"].as_u64())
+        .sum();
     // Per item (model total, baseline total) over its parsed scored games: the bootstrap unit.
     let totals: Vec<(f64, f64)> = rs
         .iter()
         .map(|r| {
-            r.detail["games"].as_array().into_iter().flatten().filter_map(|g| Some((g["scores"][0].as_f64()?, g["scores"][1].as_f64()?)))
+            r.detail["games"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| Some((g["scores"][0].as_f64()?, g["scores"][1].as_f64()?)))
                 .fold((0.0, 0.0), |(a, b), (m, s)| (a + m, b + s))
         })
         .collect();
@@ -520,8 +714,17 @@ pub fn pair_metrics(rs: &[&ItemRow], rounds: usize, seed: u64) -> Value {
         let (m, b) = s.iter().fold((0.0, 0.0), |(x, y), (m, b)| (x + m, y + b));
         m / b
     };
-    let outcomes: Vec<f64> = b.iter().map(|x| match x.winner { Winner::ModelA => 1.0, Winner::Tie => 0.5, Winner::ModelB => 0.0 }).collect();
-    let adj = bootstrap(&outcomes, rounds, seed, |s| s.iter().copied().sum::<f64>() / s.len() as f64);
+    let outcomes: Vec<f64> = b
+        .iter()
+        .map(|x| match x.winner {
+            Winner::ModelA => 1.0,
+            Winner::Tie => 0.5,
+            Winner::ModelB => 0.0,
+        })
+        .collect();
+    let adj = bootstrap(&outcomes, rounds, seed, |s| {
+        s.iter().copied().sum::<f64>() / s.len() as f64
+    });
     let mut out = json!({
         "model": model,
         "baseline": rs.first().and_then(|r| r.detail["baseline"].as_str()),
@@ -531,7 +734,9 @@ pub fn pair_metrics(rs: &[&ItemRow], rounds: usize, seed: u64) -> Value {
         "unparsed": unparsed, "inconsistent": inconsistent, "games": games.len(),
     });
     if scored {
-        let (m, b) = totals.iter().fold((0.0, 0.0), |(x, y), (m, b)| (x + m, y + b));
+        let (m, b) = totals
+            .iter()
+            .fold((0.0, 0.0), |(x, y), (m, b)| (x + m, y + b));
         out["relative_score"] = est(&bootstrap(&totals, rounds, seed, rel));
         out["model_total"] = json!(m);
         out["baseline_total"] = json!(b);

@@ -66,20 +66,30 @@ pub fn resample(rng: &mut Rng, n: usize) -> Vec<usize> {
 }
 
 /// A statistic of a sample with a percentile-bootstrap 95% interval (`rounds` resamples).
-pub fn bootstrap<T>(items: &[T], rounds: usize, seed: u64, stat: impl Fn(&[&T]) -> f64) -> Estimate {
+pub fn bootstrap<T>(
+    items: &[T],
+    rounds: usize,
+    seed: u64,
+    stat: impl Fn(&[&T]) -> f64,
+) -> Estimate {
     let all: Vec<&T> = items.iter().collect();
     let value = stat(&all);
     let mut rng = Rng::new(seed);
     let mut vals: Vec<f64> = (0..rounds)
         .map(|_| {
-            let s: Vec<&T> = resample(&mut rng, items.len()).into_iter().map(|i| &items[i]).collect();
+            let s: Vec<&T> = resample(&mut rng, items.len())
+                .into_iter()
+                .map(|i| &items[i])
+                .collect();
             stat(&s)
         })
         .filter(|v| v.is_finite())
         .collect();
     vals.sort_by(f64::total_cmp);
     let m = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-    let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len().max(2).saturating_sub(1) as f64).sqrt();
+    let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+        / vals.len().max(2).saturating_sub(1) as f64)
+        .sqrt();
     Estimate {
         value,
         stderr: sd,

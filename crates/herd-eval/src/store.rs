@@ -194,7 +194,9 @@ impl Store {
 
     /// Keys of the items already done.
     pub fn done(&self, run: &str) -> Result<HashSet<String>> {
-        let mut st = self.conn.prepare("SELECT key FROM items WHERE run_id = ?1")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT key FROM items WHERE run_id = ?1")?;
         let rows = st.query_map(params![run], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -285,7 +287,11 @@ pub fn model_sha256(path: &Path) -> Result<String> {
     if meta.is_dir() {
         for e in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
             let p = e.map_err(|e| Error::io(path, e))?.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             let keep = name.ends_with(".safetensors")
                 || name.ends_with(".json") && !name.starts_with("golden")
                 || name.ends_with(".jinja")

@@ -66,15 +66,29 @@ pub struct DataSpec {
     pub answer_after: Option<String>,
     /// A field with the category; without it, the file name is the category.
     pub category: Option<String>,
-    /// Cut from the end of a file name to make its category (`_test`).
-    #[serde(default)]
-    pub strip_suffix: String,
+    /// Cut from the end of a file name to make its category (`"_test"`, or a list such as
+    /// `["_test", "_dev"]` so that few-shot files name the same categories).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub strip_suffix: Vec<String>,
     /// A field with a list of user turns (multi-turn questions).
     pub turns: Option<String>,
     /// Reference answers (FastChat answer file), keyed by `id`.
     pub reference_answers: Option<String>,
     /// Examples for few-shot prompts, matched by category.
     pub fewshot_path: Option<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn default_question() -> String {
@@ -104,7 +118,9 @@ impl Default for PromptSpec {
         PromptSpec {
             description: String::new(),
             template: "{question}".into(),
-            labels: ["A", "B", "C", "D", "E", "F", "G", "H"].map(String::from).to_vec(),
+            labels: ["A", "B", "C", "D", "E", "F", "G", "H"]
+                .map(String::from)
+                .to_vec(),
             targets: Targets::Labels,
             target_delimiter: " ".into(),
             fewshot_delimiter: "\n\n".into(),
@@ -217,14 +233,16 @@ impl Task {
     /// Reads a task file; relative paths in it resolve against `data_dir` or the file's folder.
     pub fn load(path: &Path, data_dir: Option<&Path>) -> Result<Task> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let file: TaskFile =
-            toml::from_str(&text).map_err(|e| Error::file(path, e.to_string()))?;
+        let file: TaskFile = toml::from_str(&text).map_err(|e| Error::file(path, e.to_string()))?;
         let base = match data_dir {
             Some(d) => d.to_path_buf(),
             None => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         };
         if file.kind == Kind::MultipleChoice && file.data.choices.is_empty() {
-            return Err(Error::file(path, "a multiple_choice task needs data.choices"));
+            return Err(Error::file(
+                path,
+                "a multiple_choice task needs data.choices",
+            ));
         }
         if matches!(file.kind, Kind::JudgeSingle | Kind::JudgePairwise) && file.judge.is_none() {
             return Err(Error::file(path, "a judge task needs a [judge] table"));
@@ -273,7 +291,12 @@ impl Task {
         let mut seen = std::collections::HashSet::new();
         for f in data::files(&self.resolve(rel))? {
             let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            let file_cat = stem.strip_suffix(&d.strip_suffix).unwrap_or(stem).to_string();
+            let file_cat = d
+                .strip_suffix
+                .iter()
+                .find_map(|x| stem.strip_suffix(x.as_str()))
+                .unwrap_or(stem)
+                .to_string();
             for r in data::read(&f, &opts)? {
                 let item = self.item(&r, &file_cat, stem, &refs)?;
                 if !seen.insert(item.key.clone()) {

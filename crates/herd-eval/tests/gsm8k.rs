@@ -20,13 +20,21 @@ fn extraction_from_reference_solutions_is_always_right() {
             other => wrong.push(format!("{}: {other:?} vs {gold}", it.key)),
         }
     }
-    assert!(wrong.is_empty(), "{} of 1319 wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of 1319 wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 
     // Without the marker the last number is taken: the solutions with "####" removed.
     let mut last = 0;
     for it in &items {
         let solution = it.fields["answer"].as_str().unwrap().replace("####", "");
-        if ex.extract(&solution).is_some_and(|g| matches(&g, it.reference.as_deref().unwrap())) {
+        if ex
+            .extract(&solution)
+            .is_some_and(|g| matches(&g, it.reference.as_deref().unwrap()))
+        {
             last += 1;
         }
     }

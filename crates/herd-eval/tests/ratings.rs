@@ -28,7 +28,10 @@ fn vicuna_battles_give_the_reference_ratings() {
     }
     let mut ids = imp.runs.clone();
     ids.sort();
-    let b: Vec<_> = ids.iter().flat_map(|id| battles(&store.items(id).unwrap())).collect();
+    let b: Vec<_> = ids
+        .iter()
+        .flat_map(|id| battles(&store.items(id).unwrap()))
+        .collect();
     assert_eq!(b.len() as u64, fx["battles"].as_u64().unwrap());
     for (x, want) in b.iter().zip(fx["first_battles"].as_array().unwrap()) {
         assert_eq!(x.model_a, want[0].as_str().unwrap());
@@ -38,14 +41,26 @@ fn vicuna_battles_give_the_reference_ratings() {
     let elo = ratings::elo(&b);
     let bt = ratings::bradley_terry(&b);
     for (m, v) in fx["elo"].as_object().unwrap() {
-        assert!((elo[m] - v.as_f64().unwrap()).abs() < 1e-9, "elo {m}: {} vs {v}", elo[m]);
+        assert!(
+            (elo[m] - v.as_f64().unwrap()).abs() < 1e-9,
+            "elo {m}: {} vs {v}",
+            elo[m]
+        );
     }
     for (m, v) in fx["bradley_terry_mm"].as_object().unwrap() {
-        assert!((bt[m] - v.as_f64().unwrap()).abs() < 1e-6, "bt {m}: {} vs {v}", bt[m]);
+        assert!(
+            (bt[m] - v.as_f64().unwrap()).abs() < 1e-6,
+            "bt {m}: {} vs {v}",
+            bt[m]
+        );
     }
     if let Some(sk) = fx["bradley_terry_sklearn"].as_object() {
         for (m, v) in sk {
-            assert!((bt[m] - v.as_f64().unwrap()).abs() < 1e-4, "bt (sklearn) {m}: {} vs {v}", bt[m]);
+            assert!(
+                (bt[m] - v.as_f64().unwrap()).abs() < 1e-4,
+                "bt (sklearn) {m}: {} vs {v}",
+                bt[m]
+            );
         }
     }
 

@@ -181,7 +181,14 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn endpoint(url: &str, model: &str, a: &RunArgs) -> Endpoint {
-    Endpoint::new(url, model, a.api_key.clone(), a.concurrency, a.retries, Duration::from_secs(a.timeout))
+    Endpoint::new(
+        url,
+        model,
+        a.api_key.clone(),
+        a.concurrency,
+        a.retries,
+        Duration::from_secs(a.timeout),
+    )
 }
 
 fn run_task(a: RunArgs) -> Result<()> {
@@ -202,7 +209,11 @@ fn run_task(a: RunArgs) -> Result<()> {
     };
     let mut judge: Option<Box<dyn Backend>> = match (&a.judge_endpoint, &a.judge_model) {
         (Some(url), _) => Some(Box::new(endpoint(url, &a.judge_name, &a))),
-        (None, Some(m)) => Some(Box::new(Local::open(&super::model_path(m)?, threads, false)?)),
+        (None, Some(m)) => Some(Box::new(Local::open(
+            &super::model_path(m)?,
+            threads,
+            false,
+        )?)),
         _ => None,
     };
     let mut store = Store::open(&a.db.db)?;
@@ -236,7 +247,10 @@ fn run_task(a: RunArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"run_id": id, "summary": summary}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run_id": id, "summary": summary}))?
+        );
         return Ok(());
     }
     println!("run {id} ({} items) in {}", summary["n"], a.db.db.display());
@@ -272,17 +286,28 @@ fn import(a: ImportArgs) -> Result<()> {
         herd_eval::import::import_file(&mut store, f, None, &mut out)
             .with_context(|| format!("importing {}", f.display()))?;
     }
-    println!("imported {} judgments into {} runs ({} files) in {}", out.judgments, out.runs.len(), files.len(), a.db.db.display());
+    println!(
+        "imported {} judgments into {} runs ({} files) in {}",
+        out.judgments,
+        out.runs.len(),
+        files.len(),
+        a.db.db.display()
+    );
     for r in &out.runs {
         if let Some(info) = store.run(r)? {
-            let h = info.summary.as_ref().map(|s| s["metrics"].clone()).unwrap_or_default();
+            let h = info
+                .summary
+                .as_ref()
+                .map(|s| s["metrics"].clone())
+                .unwrap_or_default();
             let rel = h["relative_score"]["value"].as_f64();
             let win = h["win_rate_adjusted"]["value"].as_f64();
             let score = h["score"]["value"].as_f64();
             println!(
                 "  {r}: {}",
                 match (rel, win, score) {
-                    (Some(r), Some(w), _) => format!("relative score {r:.4}, adjusted win rate {w:.4}"),
+                    (Some(r), Some(w), _) =>
+                        format!("relative score {r:.4}, adjusted win rate {w:.4}"),
                     (None, Some(w), _) => format!("adjusted win rate {w:.4}"),
                     (_, _, Some(s)) => format!("mean score {s:.3}"),
                     _ => "no scores".into(),
@@ -297,7 +322,10 @@ fn import(a: ImportArgs) -> Result<()> {
         }
     }
     if !out.disagreements.is_empty() {
-        eprintln!("{} parsed scores differ from the score the file records:", out.disagreements.len());
+        eprintln!(
+            "{} parsed scores differ from the score the file records:",
+            out.disagreements.len()
+        );
         for (p, l, why) in &out.disagreements {
             eprintln!("  {}:{l}: {why}", p.display());
         }
@@ -327,7 +355,11 @@ fn collect(p: &std::path::Path, out: &mut Vec<PathBuf>) -> Result<()> {
 fn battles(store: &Store, runs: &[String], task: Option<&str>) -> Result<Vec<ratings::Battle>> {
     let mut all = vec![];
     for r in store.runs()? {
-        let chosen = if runs.is_empty() { r.kind == "judge_pairwise" } else { runs.contains(&r.id) };
+        let chosen = if runs.is_empty() {
+            r.kind == "judge_pairwise"
+        } else {
+            runs.contains(&r.id)
+        };
         if chosen && task.is_none_or(|t| t == r.task) {
             all.extend(runner::battles(&store.items(&r.id)?));
         }
@@ -339,19 +371,35 @@ fn ratings_cmd(a: RatingsArgs) -> Result<()> {
     let store = Store::open(&a.db.db)?;
     let b = battles(&store, &a.runs, a.task.as_deref())?;
     if b.is_empty() {
-        bail!("no pairwise battles in {} (run or import pairwise judgments first)", a.db.db.display());
+        bail!(
+            "no pairwise battles in {} (run or import pairwise judgments first)",
+            a.db.db.display()
+        );
     }
     let elo = ratings::with_intervals(&b, Method::Elo, a.rounds, a.seed);
     let bt = ratings::with_intervals(&b, Method::BradleyTerry, a.rounds, a.seed);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"battles": b.len(), "elo": elo, "bradley_terry": bt}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"battles": b.len(), "elo": elo, "bradley_terry": bt})
+            )?
+        );
         return Ok(());
     }
-    println!("{} battles; 95% intervals from {} bootstrap rounds (seed {})", b.len(), a.rounds, a.seed);
+    println!(
+        "{} battles; 95% intervals from {} bootstrap rounds (seed {})",
+        b.len(),
+        a.rounds,
+        a.seed
+    );
     for (name, rs) in [("online Elo (K=4)", &elo), ("Bradley-Terry (MLE)", &bt)] {
         println!("\n{name}");
         for r in rs {
-            println!("  {:<40} {:>7.1}  [{:>7.1}, {:>7.1}]  {} battles", r.model, r.rating, r.lo, r.hi, r.battles);
+            println!(
+                "  {:<40} {:>7.1}  [{:>7.1}, {:>7.1}]  {} battles",
+                r.model, r.rating, r.lo, r.hi, r.battles
+            );
         }
     }
     Ok(())
@@ -367,19 +415,38 @@ fn report(a: ReportArgs) -> Result<()> {
     if runs.is_empty() {
         bail!("no runs to report in {}", a.db.db.display());
     }
-    let ids: Vec<String> = runs.iter().filter(|r| r.kind == "judge_pairwise").map(|r| r.id.clone()).collect();
-    let b = if ids.is_empty() { vec![] } else { battles(&store, &ids, None)? };
+    let ids: Vec<String> = runs
+        .iter()
+        .filter(|r| r.kind == "judge_pairwise")
+        .map(|r| r.id.clone())
+        .collect();
+    let b = if ids.is_empty() {
+        vec![]
+    } else {
+        battles(&store, &ids, None)?
+    };
     let mut sets = vec![];
     if !b.is_empty() {
-        sets.push(("online Elo".to_string(), ratings::with_intervals(&b, Method::Elo, a.rounds, a.seed)));
-        sets.push(("Bradley-Terry".to_string(), ratings::with_intervals(&b, Method::BradleyTerry, a.rounds, a.seed)));
+        sets.push((
+            "online Elo".to_string(),
+            ratings::with_intervals(&b, Method::Elo, a.rounds, a.seed),
+        ));
+        sets.push((
+            "Bradley-Terry".to_string(),
+            ratings::with_intervals(&b, Method::BradleyTerry, a.rounds, a.seed),
+        ));
     }
     let (html, md) = herd_eval::report::render(&runs, &sets);
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (h, m) = (a.out.join("report.html"), a.out.join("report.md"));
     std::fs::write(&h, html).with_context(|| format!("writing {}", h.display()))?;
     std::fs::write(&m, md).with_context(|| format!("writing {}", m.display()))?;
-    println!("wrote {} and {} ({} runs)", h.display(), m.display(), runs.len());
+    println!(
+        "wrote {} and {} ({} runs)",
+        h.display(),
+        m.display(),
+        runs.len()
+    );
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 pub mod bench;
 pub mod chat;
 pub mod convert;
-pub mod eval;
 pub mod data;
+pub mod eval;
 pub mod hub;
 pub mod info;
 pub mod license;
