@@ -236,6 +236,36 @@ impl Endpoint {
         }
     }
 
+    /// The id of the first model the endpoint lists (`GET /v1/models`), for when no model
+    /// name is given.
+    pub fn served_model(&self) -> Result<String> {
+        let url = format!("{}/v1/models", self.url);
+        let err = |msg: String| Error::Http {
+            url: url.clone(),
+            msg,
+        };
+        let mut req = self.agent.get(&url);
+        if let Some(k) = &self.api_key {
+            req = req.header("authorization", &format!("Bearer {k}"));
+        }
+        let resp = req.call().map_err(|e| err(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .read_to_string()
+            .map_err(|e| err(e.to_string()))?;
+        if status != 200 {
+            let head: String = text.chars().take(300).collect();
+            return Err(err(format!("HTTP {status}: {head}")));
+        }
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("bad JSON reply: {e}")))?;
+        v.pointer("/data/0/id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| err("lists no model: give the model's name".into()))
+    }
+
     /// POSTs `body` to `path`, retrying transport errors, 408, 429 and 5xx with exponential
     /// backoff (or the server's `Retry-After`).
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {

@@ -443,3 +443,106 @@ fn headline_in(r: &RunInfo, cat: Option<&str>) -> String {
         None => "–".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::summarize;
+    use crate::store::ItemRow;
+    use crate::task::Kind;
+    use serde_json::json;
+
+    fn run(id: &str, model: &str, right: &[(&str, bool)]) -> RunInfo {
+        let rows: Vec<ItemRow> = right
+            .iter()
+            .enumerate()
+            .map(|(i, (cat, ok))| ItemRow {
+                key: format!("q{i}"),
+                seq: i as i64,
+                category: cat.to_string(),
+                prompt: json!({}),
+                output: json!({}),
+                score: Some(*ok as u8 as f64),
+                detail: json!({"acc": *ok as u8, "acc_norm": *ok as u8}),
+            })
+            .collect();
+        RunInfo {
+            id: id.into(),
+            task: "quiz".into(),
+            task_version: "1".into(),
+            kind: "multiple_choice".into(),
+            task_sha256: String::new(),
+            task_text: String::new(),
+            model: model.into(),
+            model_sha256: "ab".repeat(32),
+            backend: "local".into(),
+            settings: json!({"seed": 1}),
+            created: "2026-01-01T00:00:00Z".into(),
+            finished: Some("2026-01-01T00:01:00Z".into()),
+            summary: Some(summarize(Kind::MultipleChoice, &rows, 100, 1)),
+        }
+    }
+
+    #[test]
+    fn html_is_self_contained_and_markdown_has_intervals_categories_and_comparison() {
+        let a = run(
+            "r1",
+            "small<model>",
+            &[
+                ("maths", true),
+                ("maths", false),
+                ("history", true),
+                ("history", true),
+            ],
+        );
+        let b = run(
+            "r2",
+            "big",
+            &[
+                ("maths", true),
+                ("maths", true),
+                ("history", true),
+                ("history", false),
+            ],
+        );
+        let ratings = vec![(
+            "online Elo".to_string(),
+            vec![Rating {
+                model: "big".into(),
+                rating: 1010.0,
+                median: 1010.0,
+                lo: 990.0,
+                hi: 1030.0,
+                battles: 4,
+            }],
+        )];
+        let (html, md) = render(&[a, b], &ratings);
+        // No scripts, stylesheets or images from elsewhere; names are escaped.
+        assert!(!html.contains("<script") && !html.contains("<link") && !html.contains("src="));
+        assert_eq!(
+            html.matches("http").count(),
+            html.matches("http://www.w3.org/2000/svg").count()
+        );
+        assert!(html.contains("small&lt;model&gt;") && !html.contains("small<model>"));
+        assert!(
+            html.contains("<svg")
+                && html.contains("acc by category")
+                && html.contains("Ratings: online Elo")
+        );
+        // Scores with intervals, per category, and the two runs side by side.
+        assert!(
+            md.contains("| `r1` | quiz v1 | small<model> | acc | 0.7500 ["),
+            "{md}"
+        );
+        assert!(md.contains("## quiz side by side"), "{md}");
+        assert!(md.contains("| maths | 0.5000 ±"), "{md}");
+        assert!(
+            md.contains("| history | 1.0000 [1.0000, 1.0000] | 2 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| big | 1010.0 | [990.0, 1030.0] | 4 |"),
+            "{md}"
+        );
+    }
+}

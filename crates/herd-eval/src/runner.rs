@@ -330,6 +330,10 @@ fn judge_batch(
         .as_ref()
         .ok_or_else(|| Error::file(&task.path, "no [judge] table"))?;
     let prompts_path = task.resolve(&spec.prompts);
+    let prompts = match spec.style {
+        JudgeStyle::MtBench => judge::read_mt_bench_prompts(&prompts_path)?,
+        JudgeStyle::Vicuna => judge::read_vicuna_prompts(&prompts_path)?,
+    };
     let baseline = match &spec.baseline_answers {
         Some(p) => Some(crate::answers::read_answers(&task.resolve(p))?),
         None => None,
@@ -363,29 +367,21 @@ fn judge_batch(
                     (&base_turns, &turns)
                 };
                 let (system, user) = match spec.style {
-                    JudgeStyle::MtBench => mt_bench_prompt(
-                        &judge::read_mt_bench_prompts(&prompts_path)?,
-                        it,
-                        t,
-                        a,
-                        b,
-                        pair,
-                        &spec.reference_categories,
-                    )?,
-                    JudgeStyle::Vicuna => {
-                        vicuna_prompt(&judge::read_vicuna_prompts(&prompts_path)?, it, a, b)?
+                    JudgeStyle::MtBench => {
+                        mt_bench_prompt(&prompts, it, t, a, b, pair, &spec.reference_categories)?
                     }
+                    JudgeStyle::Vicuna => vicuna_prompt(&prompts, it, a, b)?,
                 };
                 jobs.push((t, model_first, system, user));
             }
         }
         let schema = ctx.opts.judge_json.then(|| {
             if pair && spec.style == JudgeStyle::MtBench {
-                json!({"type": "object", "properties": {"verdict": {"enum": ["A", "B", "C"]}}, "required": ["verdict"]})
+                json!({"type": "object", "properties": {"verdict": {"enum": ["A", "B", "C"]}}, "required": ["verdict"], "additionalProperties": false})
             } else if pair {
-                json!({"type": "object", "properties": {"score_1": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}, "score_2": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}}, "required": ["score_1", "score_2"]})
+                json!({"type": "object", "properties": {"score_1": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}, "score_2": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}}, "required": ["score_1", "score_2"], "additionalProperties": false})
             } else {
-                json!({"type": "object", "properties": {"rating": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}}, "required": ["rating"]})
+                json!({"type": "object", "properties": {"rating": {"enum": (1..=10).map(|i| i.to_string()).collect::<Vec<_>>()}}, "required": ["rating"], "additionalProperties": false})
             }
         });
         let reqs: Vec<GenRequest> = jobs

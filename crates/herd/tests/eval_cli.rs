@@ -48,6 +48,8 @@ fn gsm8k_run(db: &Path, url: &str, run_id: &str, batch: usize) -> Command {
         .args([
             "--endpoint",
             url,
+            "--endpoint-model",
+            "fake",
             "--limit",
             "60",
             "--batch",

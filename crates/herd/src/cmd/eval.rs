@@ -52,9 +52,9 @@ pub struct RunArgs {
     /// An OpenAI-compatible endpoint (http://host:port) instead of a local model.
     #[arg(long)]
     pub endpoint: Option<String>,
-    /// The model name sent to the endpoint.
-    #[arg(long, default_value = "default")]
-    pub endpoint_model: String,
+    /// The model name sent to the endpoint (default: the first one its /v1/models lists).
+    #[arg(long)]
+    pub endpoint_model: Option<String>,
     /// Bearer token for the endpoint and the judge endpoint.
     #[arg(long, env = "HERD_EVAL_API_KEY")]
     pub api_key: Option<String>,
@@ -65,8 +65,9 @@ pub struct RunArgs {
     /// Judge through an OpenAI-compatible endpoint.
     #[arg(long)]
     pub judge_endpoint: Option<String>,
-    #[arg(long, default_value = "judge")]
-    pub judge_name: String,
+    /// The judge's model name at the judge endpoint (default: the first one it lists).
+    #[arg(long)]
+    pub judge_name: Option<String>,
     /// Judge with a local model.
     #[arg(long, conflicts_with = "judge_endpoint")]
     pub judge_model: Option<String>,
@@ -180,15 +181,21 @@ pub fn run(a: Args) -> Result<()> {
     }
 }
 
-fn endpoint(url: &str, model: &str, a: &RunArgs) -> Endpoint {
-    Endpoint::new(
+fn endpoint(url: &str, model: Option<&str>, a: &RunArgs) -> Result<Endpoint> {
+    let mut e = Endpoint::new(
         url,
-        model,
+        model.unwrap_or(""),
         a.api_key.clone(),
         a.concurrency,
         a.retries,
         Duration::from_secs(a.timeout),
-    )
+    );
+    if model.is_none() {
+        e.model = e
+            .served_model()
+            .context("finding the endpoint's model name")?;
+    }
+    Ok(e)
 }
 
 fn run_task(a: RunArgs) -> Result<()> {
@@ -197,18 +204,20 @@ fn run_task(a: RunArgs) -> Result<()> {
     let mut backend: Box<dyn Backend> = match (&a.model, &a.endpoint) {
         (Some(m), _) => Box::new(Local::open(&super::model_path(m)?, threads, a.add_bos)?),
         (None, Some(url)) => {
-            let mut e = endpoint(url, &a.endpoint_model, &a);
+            let mut e = endpoint(url, a.endpoint_model.as_deref(), &a)?;
             if let Some(t) = &a.tokenizer {
                 let m = super::open_model(t)?;
                 e.tokenizer = Some((herd_model::tokenizer::Tokenizer::for_model(&m)?, a.add_bos));
             }
             Box::new(e)
         }
-        (None, None) if a.answers.is_some() => Box::new(endpoint("http://unused", "answers", &a)),
+        (None, None) if a.answers.is_some() => {
+            Box::new(endpoint("http://unused", Some("answers"), &a)?)
+        }
         (None, None) => bail!("give --model or --endpoint (or --answers for a judge task)"),
     };
     let mut judge: Option<Box<dyn Backend>> = match (&a.judge_endpoint, &a.judge_model) {
-        (Some(url), _) => Some(Box::new(endpoint(url, &a.judge_name, &a))),
+        (Some(url), _) => Some(Box::new(endpoint(url, a.judge_name.as_deref(), &a)?)),
         (None, Some(m)) => Some(Box::new(Local::open(
             &super::model_path(m)?,
             threads,
@@ -237,7 +246,7 @@ fn run_task(a: RunArgs) -> Result<()> {
     let (id, summary) = runner::run(
         &task,
         backend.as_mut(),
-        judge.as_deref_mut(),
+        judge.as_mut().map(|j| j.as_mut() as &mut dyn Backend),
         &mut store,
         &opts,
         &mut |done, total| {
