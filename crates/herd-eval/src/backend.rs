@@ -396,8 +396,8 @@ impl Endpoint {
             .unwrap_or(toks.len().saturating_sub(1))
             .min(toks.len());
         let mut out = vec![];
-        for i in 0..n {
-            let text = toks[i].as_str().unwrap_or("").to_string();
+        for (i, tok) in toks.iter().take(n).enumerate() {
+            let text = tok.as_str().unwrap_or("").to_string();
             let l = lps.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
             let greedy = tops
                 .and_then(|t| t.get(i))

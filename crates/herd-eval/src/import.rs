@@ -29,6 +29,9 @@ pub struct Imported {
     pub disagreements: Vec<(PathBuf, usize, String)>,
 }
 
+/// One run made by an import: model, task name, items, kind.
+type Group = (String, String, Vec<ItemRow>, Kind);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     VicunaReview,
@@ -84,7 +87,7 @@ pub fn import_file(
         .and_then(|p| p.file_name())
         .and_then(|s| s.to_str())
         .unwrap_or("");
-    let groups: Vec<(String, String, Vec<ItemRow>, Kind)> = match source {
+    let groups: Vec<Group> = match source {
         Source::VicunaReview => vec![vicuna(path, &rows, out)?],
         Source::AlpacaEval => vec![alpaca(&rows, out)?],
         Source::MtBenchSingle => mt_single(path, &rows, out)?,
@@ -165,11 +168,7 @@ fn question_categories(file: &Path, up: usize) -> HashMap<String, String> {
     m
 }
 
-fn vicuna(
-    path: &Path,
-    rows: &[Record],
-    out: &mut Imported,
-) -> Result<(String, String, Vec<ItemRow>, Kind)> {
+fn vicuna(path: &Path, rows: &[Record], out: &mut Imported) -> Result<Group> {
     let models = answer_models(path);
     let cats = question_categories(path, 3);
     // review_<assistant 1>_<assistant 2>.jsonl, when the answers are not beside it.
@@ -241,7 +240,7 @@ fn vicuna(
     Ok((m2, "vicuna_2023_review".into(), items, Kind::JudgePairwise))
 }
 
-fn alpaca(rows: &[Record], out: &mut Imported) -> Result<(String, String, Vec<ItemRow>, Kind)> {
+fn alpaca(rows: &[Record], out: &mut Imported) -> Result<Group> {
     let mut items = vec![];
     let mut model = String::new();
     for (seq, r) in rows.iter().enumerate() {
@@ -273,11 +272,7 @@ fn alpaca(rows: &[Record], out: &mut Imported) -> Result<(String, String, Vec<It
     Ok((model, "alpaca_eval".into(), items, Kind::JudgePairwise))
 }
 
-fn mt_single(
-    path: &Path,
-    rows: &[Record],
-    out: &mut Imported,
-) -> Result<Vec<(String, String, Vec<ItemRow>, Kind)>> {
+fn mt_single(path: &Path, rows: &[Record], out: &mut Imported) -> Result<Vec<Group>> {
     let cats = question_categories(path, 2);
     let mut by_model: HashMap<String, Vec<ItemRow>> = HashMap::new();
     for (seq, r) in rows.iter().enumerate() {
@@ -326,11 +321,7 @@ fn mt_single(
     Ok(v)
 }
 
-fn mt_pair(
-    path: &Path,
-    rows: &[Record],
-    out: &mut Imported,
-) -> Result<Vec<(String, String, Vec<ItemRow>, Kind)>> {
+fn mt_pair(path: &Path, rows: &[Record], out: &mut Imported) -> Result<Vec<Group>> {
     let cats = question_categories(path, 2);
     let mut by_pair: HashMap<(String, String), Vec<ItemRow>> = HashMap::new();
     for (seq, r) in rows.iter().enumerate() {

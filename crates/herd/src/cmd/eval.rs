@@ -23,7 +23,7 @@ pub struct Args {
 pub enum EvalCmd {
     /// Run a task file against a model or an endpoint (resumes a run given by --run-id).
     #[command(alias = "judge")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Import judgments made elsewhere (Vicuna review files, MT-bench judgment files,
     /// AlpacaEval annotations) as runs.
     Import(ImportArgs),
@@ -173,7 +173,7 @@ pub struct ListArgs {
 
 pub fn run(a: Args) -> Result<()> {
     match a.cmd {
-        EvalCmd::Run(r) => run_task(r),
+        EvalCmd::Run(r) => run_task(*r),
         EvalCmd::Import(i) => import(i),
         EvalCmd::Ratings(r) => ratings_cmd(r),
         EvalCmd::Report(r) => report(r),
