@@ -103,10 +103,14 @@ pub fn request(task: &Task, item: &Item, shots: &[&Item]) -> LlRequest {
 }
 
 /// Few-shot examples for `item`: the first `n` of the pool in its category (lm-eval's
-/// `first_n` sampler), never the item itself.
+/// `first_n` sampler), never the item itself (the same question and choices: keys can repeat
+/// across files, as CMMLU's test and dev files share their names).
 pub fn shots<'a>(pool: &'a [Item], item: &Item, n: usize) -> Vec<&'a Item> {
     pool.iter()
-        .filter(|s| s.category == item.category && s.key != item.key)
+        .filter(|s| {
+            s.category == item.category
+                && !(s.question == item.question && s.choices == item.choices)
+        })
         .take(n)
         .collect()
 }

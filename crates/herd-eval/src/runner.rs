@@ -238,7 +238,9 @@ fn gen_batch(
             for s in mc::shots(pool, it, k) {
                 prompt.push_str(&mc::doc_text(ctx.task, s));
                 prompt.push_str(&f.prompt.target_delimiter);
-                prompt.push_str(s.fields.get("answer").and_then(Value::as_str).unwrap_or(""));
+                // The worked solution: the whole answer field, as lm-eval's GSM8K shots show it.
+                let solution = f.data.answer.as_deref().and_then(|a| s.fields.get(a));
+                prompt.push_str(solution.and_then(Value::as_str).unwrap_or(""));
                 prompt.push_str(&f.prompt.fewshot_delimiter);
             }
             prompt.push_str(&mc::doc_text(ctx.task, it));
