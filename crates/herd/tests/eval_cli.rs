@@ -328,6 +328,20 @@ fn judge_server() -> Server {
     Server(child, url)
 }
 
+/// `herd eval run TASK --answers ANSWERS --json --db DB ARGS…`: the summary.
+fn judge_run(task: &Path, answers: &Path, db: &Path, args: &[&str]) -> serde_json::Value {
+    let mut c = herd();
+    c.args(["eval", "run"])
+        .arg(task)
+        .arg("--answers")
+        .arg(answers);
+    c.args(["--json", "--rounds", "100"])
+        .args(args)
+        .arg("--db")
+        .arg(db);
+    summary(&c.output().unwrap())
+}
+
 #[test]
 fn mt_bench_answers_judged_by_a_local_model_give_ratings() {
     let server = judge_server();
@@ -348,26 +362,11 @@ fn mt_bench_answers_judged_by_a_local_model_give_ratings() {
     )
     .unwrap();
     let judge = |answers: &str, json: bool, limit: &str| {
-        let mut c = herd();
-        c.args(["eval", "run"])
-            .arg(&task)
-            .arg("--answers")
-            .arg(mt.join("model_answer").join(answers));
-        c.args([
-            "--judge-endpoint",
-            &server.1,
-            "--limit",
-            limit,
-            "--json",
-            "--rounds",
-            "100",
-        ])
-        .arg("--db")
-        .arg(&db);
+        let mut args = vec!["--judge-endpoint", server.1.as_str(), "--limit", limit];
         if json {
-            c.arg("--judge-json");
+            args.push("--judge-json");
         }
-        summary(&c.output().unwrap())
+        judge_run(&task, &mt.join("model_answer").join(answers), &db, &args)
     };
     // Held to JSON, every verdict parses.
     for answers in [
@@ -385,6 +384,79 @@ fn mt_bench_answers_judged_by_a_local_model_give_ratings() {
     eprintln!(
         "free-text judge: {} of 4 games unparsed",
         s["metrics"]["unparsed"]
+    );
+
+    // Single-answer grading, by the served judge held to JSON and by a local judge model.
+    let single = dir.path().join("single.toml");
+    std::fs::write(
+        &single,
+        format!(
+            "name = \"mt_bench_single\"\nversion = \"1\"\nkind = \"judge_single\"\n[data]\npath = {q:?}\nid = \"question_id\"\nturns = \"turns\"\ncategory = \"category\"\nreference_answers = {r:?}\n[judge]\nstyle = \"mt_bench\"\nprompts = {p:?}\nreference_categories = [\"math\", \"reasoning\", \"coding\"]\nmax_tokens = 48\n",
+            q = mt.join("question.jsonl"),
+            r = mt.join("reference_answer/gpt-4.jsonl"),
+            p = mt.join("judge_prompts.jsonl"),
+        ),
+    )
+    .unwrap();
+    let gpt4 = mt.join("model_answer/gpt-4.jsonl");
+    let served = ["--judge-endpoint", server.1.as_str(), "--judge-json"];
+    let s = judge_run(
+        &single,
+        &gpt4,
+        &db,
+        &[&served[..], &["--limit", "2"]].concat(),
+    );
+    assert_eq!(s["metrics"]["unparsed"], 0, "{s}");
+    assert_eq!(
+        s["metrics"]["score"]["n"], 4,
+        "two questions, two turns: {s}"
+    );
+    let x = s["metrics"]["score"]["value"].as_f64().unwrap();
+    assert!((1.0..=10.0).contains(&x), "{s}");
+    let qwen2 = shared().join("golden/hf-tiny/qwen2");
+    let local = [
+        "--judge-model",
+        qwen2.to_str().unwrap(),
+        "--limit",
+        "1",
+        "--run-id",
+        "local-judge",
+        "-t",
+        "2",
+    ];
+    let s = judge_run(&single, &gpt4, &db, &local);
+    assert_eq!(s["n"], 1, "{s}");
+
+    // The 2023 Vicuna pairwise review with scores: a relative score comes out.
+    let vicuna = shared().join("data/vicuna_eval_2023");
+    let vt = dir.path().join("vicuna.toml");
+    std::fs::write(
+        &vt,
+        format!(
+            "name = \"vicuna_pairwise\"\nversion = \"1\"\nkind = \"judge_pairwise\"\n[data]\npath = {q:?}\nid = \"question_id\"\nquestion = \"text\"\ncategory = \"category\"\n[judge]\nstyle = \"vicuna\"\nprompts = {p:?}\nbaseline = \"gpt-3.5-turbo:20230327\"\nbaseline_answers = {b:?}\nmulti_turn = false\nmax_tokens = 48\n",
+            q = vicuna.join("question.jsonl"),
+            p = vicuna.join("prompt.jsonl"),
+            b = vicuna.join("answer/answer_gpt35.jsonl"),
+        ),
+    )
+    .unwrap();
+    let answers = vicuna.join("answer/answer_vicuna-13b.jsonl");
+    let s = judge_run(
+        &vt,
+        &answers,
+        &db,
+        &[&served[..], &["--limit", "3"]].concat(),
+    );
+    assert_eq!(s["metrics"]["unparsed"], 0, "{s}");
+    assert_eq!(s["metrics"]["games"], 6, "{s}");
+    let (m, b) = (
+        s["metrics"]["model_total"].as_f64().unwrap(),
+        s["metrics"]["baseline_total"].as_f64().unwrap(),
+    );
+    let rel = s["metrics"]["relative_score"]["value"].as_f64().unwrap();
+    assert!(
+        (rel - m / b).abs() < 1e-12 && (6.0..=60.0).contains(&m),
+        "{s}"
     );
 
     let out = herd()
