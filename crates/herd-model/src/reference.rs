@@ -311,20 +311,15 @@ impl RefModel {
         Ok(Tensor::from_vec(m, (b, 1, t, s), &self.device)?)
     }
 
-    /// Next-token logits `[B, T, V]` for `tokens` (`[B, T]`, u32) placed by `layout`;
-    /// appends to `cache` when one is given.
-    pub fn forward(
+    /// Rope angles and attention masks for a forward pass of `[b, t]` new tokens.
+    pub fn prepare(
         &self,
-        tokens: &Tensor,
         layout: &Layout,
-        cache: Option<&mut RefCache>,
-    ) -> Result<Tensor> {
+        cache_view: &RefCache,
+        b: usize,
+        t: usize,
+    ) -> Result<LayerContext> {
         let spec = &self.spec;
-        let (b, t) = tokens.dims2()?;
-        let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
-        let empty = RefCache::default();
-        let cache_view: &RefCache = cache.as_deref().unwrap_or(&empty);
-
         // Rope angles for every new token: [B, 1, T, rot/2].
         let max_pos = layout
             .positions
@@ -351,107 +346,160 @@ impl RefModel {
                 window_masks.push((*w, self.mask(layout, cache_view, Some(*w))?));
             }
         }
+        Ok(LayerContext {
+            b,
+            t,
+            cos,
+            sin,
+            full_mask,
+            window_masks,
+        })
+    }
 
-        // [B, T, H]
-        let mut x =
+    /// Token embeddings `[B, T, H]` (scaled where the architecture scales them).
+    pub fn embed_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let x =
             self.embed
                 .embedding(&tokens.flatten_all()?)?
-                .reshape((b, t, spec.hidden_size))?;
-        if let Some(s) = spec.embed_scale {
-            x = (x * s as f64)?;
-        }
-        let mut new_kv = Vec::with_capacity(self.layers.len());
-        for (li, layer) in self.layers.iter().enumerate() {
-            let h = self.norm(&x, &layer.attn_norm)?;
-            // [B, T, heads·hd] → [B, heads, T, hd]
-            let q = layer
-                .q
-                .forward(&h)?
-                .reshape((b, t, nh, hd))?
-                .transpose(1, 2)?;
-            let k = layer
-                .k
-                .forward(&h)?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?;
-            let v = layer
-                .v
-                .forward(&h)?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?;
-            let q = match &layer.q_norm {
-                Some(w) => self.norm(&q, w)?,
-                None => q,
-            };
-            let k = match &layer.k_norm {
-                Some(w) => self.norm(&k, w)?,
-                None => k,
-            };
-            let q = self.rope(&q, &cos, &sin)?;
-            let k = self.rope(&k, &cos, &sin)?;
-            // [B, nkv, S, hd]
-            let (k, v) = match cache_view.kv.get(li).and_then(Option::as_ref) {
-                Some((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
-                None => (k, v),
-            };
-            new_kv.push((k.clone(), v.clone()));
-            let s = k.dim(2)?;
-            // Grouped-query attention: each kv head serves nh/nkv query heads. [B, nh, S, hd]
-            let rep = |x: &Tensor| -> Result<Tensor> {
-                Ok(x.unsqueeze(2)?
-                    .expand((b, nkv, nh / nkv, s, hd))?
-                    .reshape((b, nh, s, hd))?)
-            };
-            let (k, v) = (rep(&k)?, rep(&v)?);
-            // [B, nh, T, S]
-            let mut scores =
-                (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * spec.attn_scale as f64)?;
-            if let Some(cap) = spec.attn_softcap {
-                scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
-            }
-            let mask = match spec.sliding_window[li] {
-                Some(w) => &window_masks
-                    .iter()
-                    .find(|(x, _)| *x == w)
-                    .map(|(_, m)| m.clone())
-                    .unwrap_or(full_mask.clone()),
-                None => &full_mask,
-            };
-            let scores = scores.broadcast_add(mask)?;
-            let max = scores.max_keepdim(D::Minus1)?.detach();
-            let e = scores.broadcast_sub(&max)?.exp()?;
-            let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-            // [B, nh, T, hd] → [B, T, nh·hd]
-            let attn = probs
-                .matmul(&v.contiguous()?)?
-                .transpose(1, 2)?
-                .reshape((b, t, nh * hd))?;
-            let mut attn = layer.o.forward(&attn)?;
-            if let Some(w) = &layer.attn_out_norm {
-                attn = self.norm(&attn, w)?;
-            }
-            x = (x + attn)?;
+                .reshape((b, t, self.spec.hidden_size))?;
+        Ok(match self.spec.embed_scale {
+            Some(s) => (x * s as f64)?,
+            None => x,
+        })
+    }
 
-            let h = self.norm(&x, &layer.mlp_norm)?;
-            let gate = layer.gate.forward(&h)?;
-            let gate = match spec.activation {
-                Activation::Silu => gate.silu()?,
-                Activation::GeluTanh => gate.gelu()?,
-                Activation::Gelu => gate.gelu_erf()?,
-            };
-            let mut mlp = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
-            if let Some(w) = &layer.mlp_out_norm {
-                mlp = self.norm(&mlp, w)?;
-            }
-            x = (x + mlp)?;
-        }
-        let x = self.norm(&x, &self.final_norm)?;
+    /// Final norm and output projection: `[B, T, H]` → logits `[B, T, V]`.
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.norm(x, &self.final_norm)?;
         // [B, T, V]
         let mut logits = x.broadcast_matmul(&self.lm_head.t()?)?;
-        if let Some(cap) = spec.final_softcap {
+        if let Some(cap) = self.spec.final_softcap {
             logits = ((logits / cap as f64)?.tanh()? * cap as f64)?;
         }
+        Ok(logits)
+    }
 
+    /// Decoder layer `li` on `x` `[B, T, H]`; returns its output and the layer's keys and
+    /// values `[B, nkv, S, hd]` (cached ones first).
+    pub fn layer_forward(
+        &self,
+        li: usize,
+        x: &Tensor,
+        ctx: &LayerContext,
+        cache_view: &RefCache,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let spec = &self.spec;
+        let (b, t) = (ctx.b, ctx.t);
+        let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
+        let (cos, sin) = (&ctx.cos, &ctx.sin);
+        let layer = &self.layers[li];
+        let mut x = x.clone();
+        let h = self.norm(&x, &layer.attn_norm)?;
+        // [B, T, heads·hd] → [B, heads, T, hd]
+        let q = layer
+            .q
+            .forward(&h)?
+            .reshape((b, t, nh, hd))?
+            .transpose(1, 2)?;
+        let k = layer
+            .k
+            .forward(&h)?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        let v = layer
+            .v
+            .forward(&h)?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        let q = match &layer.q_norm {
+            Some(w) => self.norm(&q, w)?,
+            None => q,
+        };
+        let k = match &layer.k_norm {
+            Some(w) => self.norm(&k, w)?,
+            None => k,
+        };
+        let q = self.rope(&q, cos, sin)?;
+        let k = self.rope(&k, cos, sin)?;
+        // [B, nkv, S, hd]
+        let (k, v) = match cache_view.kv.get(li).and_then(Option::as_ref) {
+            Some((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
+            None => (k, v),
+        };
+        let kv = (k.clone(), v.clone());
+        let s = k.dim(2)?;
+        // Grouped-query attention: each kv head serves nh/nkv query heads. [B, nh, S, hd]
+        let rep = |x: &Tensor| -> Result<Tensor> {
+            Ok(x.unsqueeze(2)?
+                .expand((b, nkv, nh / nkv, s, hd))?
+                .reshape((b, nh, s, hd))?)
+        };
+        let (k, v) = (rep(&k)?, rep(&v)?);
+        // [B, nh, T, S]
+        let mut scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * spec.attn_scale as f64)?;
+        if let Some(cap) = spec.attn_softcap {
+            scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
+        }
+        let mask = match spec.sliding_window[li] {
+            Some(w) => &ctx
+                .window_masks
+                .iter()
+                .find(|(x, _)| *x == w)
+                .map(|(_, m)| m.clone())
+                .unwrap_or(ctx.full_mask.clone()),
+            None => &ctx.full_mask,
+        };
+        let scores = scores.broadcast_add(mask)?;
+        let max = scores.max_keepdim(D::Minus1)?.detach();
+        let e = scores.broadcast_sub(&max)?.exp()?;
+        let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        // [B, nh, T, hd] → [B, T, nh·hd]
+        let attn = probs
+            .matmul(&v.contiguous()?)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        let mut attn = layer.o.forward(&attn)?;
+        if let Some(w) = &layer.attn_out_norm {
+            attn = self.norm(&attn, w)?;
+        }
+        x = (x + attn)?;
+
+        let h = self.norm(&x, &layer.mlp_norm)?;
+        let gate = layer.gate.forward(&h)?;
+        let gate = match spec.activation {
+            Activation::Silu => gate.silu()?,
+            Activation::GeluTanh => gate.gelu()?,
+            Activation::Gelu => gate.gelu_erf()?,
+        };
+        let mut mlp = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+        if let Some(w) = &layer.mlp_out_norm {
+            mlp = self.norm(&mlp, w)?;
+        }
+        x = (x + mlp)?;
+        Ok((x, kv))
+    }
+
+    /// Next-token logits `[B, T, V]` for `tokens` (`[B, T]`, u32) placed by `layout`;
+    /// appends to `cache` when one is given.
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        layout: &Layout,
+        cache: Option<&mut RefCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let empty = RefCache::default();
+        let cache_view: &RefCache = cache.as_deref().unwrap_or(&empty);
+        let ctx = self.prepare(layout, cache_view, b, t)?;
+        let mut x = self.embed_tokens(tokens)?;
+        let mut new_kv = Vec::with_capacity(self.layers.len());
+        for li in 0..self.layers.len() {
+            let (y, kv) = self.layer_forward(li, &x, &ctx, cache_view)?;
+            new_kv.push(kv);
+            x = y;
+        }
+        let logits = self.head(&x)?;
         if let Some(cache) = cache {
             cache.kv = new_kv.into_iter().map(Some).collect();
             for bi in 0..b {
@@ -470,4 +518,14 @@ impl RefModel {
         }
         Ok(logits.to_dtype(DType::F32)?)
     }
+}
+
+/// What every layer of one forward pass shares: rope angles `[B, 1, T, rot/2]` and masks.
+pub struct LayerContext {
+    b: usize,
+    t: usize,
+    cos: Tensor,
+    sin: Tensor,
+    full_mask: Tensor,
+    window_masks: Vec<(usize, Tensor)>,
 }

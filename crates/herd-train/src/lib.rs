@@ -10,6 +10,7 @@ pub mod loss;
 pub mod merge;
 pub mod model;
 pub mod optim;
+pub mod recompute;
 pub mod trainer;
 
 pub use model::{LoraConfig, Method, TrainModel};

@@ -30,14 +30,28 @@ fn parent_of(module: &str) -> &'static str {
     }
 }
 
-/// `model` with `W + (alpha/r)·B·A` for every projection the adapter covers (f32).
-pub fn merge_adapter(mut model: Model, adapter: &Adapter) -> Result<Model> {
-    let scaling = adapter.config.scaling();
+/// One projection an adapter covers: `A [r, inp]`, and `B [out, r]` in the model's row order.
+pub struct AdaptedProjection {
+    pub layer: usize,
+    /// The PEFT module name (`q_proj`, …, `down_proj`).
+    pub module: &'static str,
+    /// The weight's name in the model (`model.layers.{i}.self_attn.q_proj.weight`).
+    pub weight: String,
+    pub rank: usize,
+    pub inp: usize,
+    pub out: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// Every projection `adapter` covers, checked against `model`'s weights, with `B`'s rows
+/// permuted where the model stores Q and K in llama.cpp's rotary order.
+pub fn adapted_projections(model: &Model, adapter: &Adapter) -> Result<Vec<AdaptedProjection>> {
     let permuted = matches!(
         model.spec.arch,
         herd_model::Arch::Llama | herd_model::Arch::Mistral
     ) && model.spec.rope.layout == herd_model::spec::RopeLayout::Interleaved;
-    let mut merged = 0;
+    let mut found = vec![];
     for i in 0..model.spec.n_layers {
         for m in MODULES {
             let key = |ab: &str| crate::model::peft_key(i, parent_of(m), m, ab);
@@ -52,7 +66,8 @@ pub fn merge_adapter(mut model: Model, adapter: &Adapter) -> Result<Model> {
                 .weights
                 .get(&name)
                 .ok_or_else(|| Error::Usage(format!("the model has no {name}")))?;
-            let (out, inp, r) = (w.shape[0], w.shape[1], sa[0]);
+            let (out, inp) = (w.shape[0], w.shape[1]);
+            let r = sa.first().copied().unwrap_or(0);
             if sa != &[r, inp] || sb != &[out, r] {
                 return Err(Error::Usage(format!(
                     "adapter for {name}: A {sa:?}, B {sb:?} do not fit the weight {:?}",
@@ -65,30 +80,75 @@ pub fn merge_adapter(mut model: Model, adapter: &Adapter) -> Result<Model> {
                 (true, "k_proj") => permute_rows(b, out, r, model.spec.n_kv_heads, false),
                 _ => b.clone(),
             };
-            let mut data = w.to_f32();
-            for o in 0..out {
-                for k in 0..r {
-                    let s = (b[o * r + k] as f64 * scaling) as f32;
-                    if s != 0.0 {
-                        let row = &mut data[o * inp..(o + 1) * inp];
-                        row.iter_mut()
-                            .zip(&a[k * inp..(k + 1) * inp])
-                            .for_each(|(x, &av)| *x += s * av);
-                    }
-                }
-            }
-            model
-                .weights
-                .insert(name, f32_tensor(vec![out, inp], &data));
-            merged += 1;
+            found.push(AdaptedProjection {
+                layer: i,
+                module: m,
+                weight: name,
+                rank: r,
+                inp,
+                out,
+                a: a.clone(),
+                b,
+            });
         }
     }
-    if merged == 0 {
+    if found.is_empty() {
         return Err(Error::Usage(
             "the adapter covers none of this model's projections".into(),
         ));
     }
+    Ok(found)
+}
+
+/// `model` with `W + (alpha/r)·B·A` for every projection the adapter covers (f32).
+pub fn merge_adapter(mut model: Model, adapter: &Adapter) -> Result<Model> {
+    let scaling = adapter.config.scaling();
+    for p in adapted_projections(&model, adapter)? {
+        let w = model
+            .weights
+            .get(&p.weight)
+            .ok_or_else(|| Error::Usage(format!("the model has no {}", p.weight)))?;
+        let (out, inp, r) = (p.out, p.inp, p.rank);
+        let mut data = w.to_f32();
+        for o in 0..out {
+            for k in 0..r {
+                let s = (p.b[o * r + k] as f64 * scaling) as f32;
+                if s != 0.0 {
+                    let row = &mut data[o * inp..(o + 1) * inp];
+                    row.iter_mut()
+                        .zip(&p.a[k * inp..(k + 1) * inp])
+                        .for_each(|(x, &av)| *x += s * av);
+                }
+            }
+        }
+        model
+            .weights
+            .insert(p.weight, f32_tensor(vec![out, inp], &data));
+    }
     Ok(model)
+}
+
+/// The adapter as the engine applies it at run time, beside the unchanged base weights.
+pub fn engine_lora(model: &Model, adapter: &Adapter) -> Result<Vec<herd_model::engine::LayerLora>> {
+    let scale = adapter.config.scaling() as f32;
+    let mut layers: Vec<herd_model::engine::LayerLora> = (0..model.spec.n_layers)
+        .map(|_| Default::default())
+        .collect();
+    for p in adapted_projections(model, adapter)? {
+        let pair = herd_model::engine::LoraPair::new(&p.a, &p.b, p.rank, p.inp, p.out, scale)?;
+        let l = &mut layers[p.layer];
+        let slot = match p.module {
+            "q_proj" => &mut l.q,
+            "k_proj" => &mut l.k,
+            "v_proj" => &mut l.v,
+            "o_proj" => &mut l.o,
+            "gate_proj" => &mut l.gate,
+            "up_proj" => &mut l.up,
+            _ => &mut l.down,
+        };
+        *slot = Some(pair);
+    }
+    Ok(layers)
 }
 
 /// `model` with every trained parameter of `tm` in place of its weight (full fine-tuning).

@@ -166,3 +166,33 @@ fn full_fine_tuning_gradients_and_adamw_equal_pytorch() {
     let tm = TrainModel::new(&m, &Method::Full, 0).unwrap();
     check(tm, "full_reference.safetensors", 1e-3);
 }
+
+/// Gradient checkpointing recomputes each layer in the backward pass; its loss and gradients
+/// must still be PyTorch's, for LoRA and for full fine-tuning (embeddings included).
+#[test]
+fn gradient_checkpointing_gives_pytorchs_gradients() {
+    let m = model();
+    let adapter = Adapter::read(&fixtures().join("lora_init")).unwrap();
+    let lora = TrainModel::new(&m, &Method::Lora(adapter.config.clone()), 0).unwrap();
+    lora.set_values(&adapter.values_for(&lora).unwrap())
+        .unwrap();
+    let full = TrainModel::new(&m, &Method::Full, 0).unwrap();
+    let b = batch();
+    for (tm, fixture) in [
+        (lora, "lora_reference.safetensors"),
+        (full, "full_reference.safetensors"),
+    ] {
+        let want = reference(fixture);
+        let (loss, grads) =
+            herd_train::recompute::loss_and_gradients(&tm, &b, 1.0 / b.targets() as f64).unwrap();
+        close(&[loss / b.targets() as f32], &want["loss"], 1e-5, "loss");
+        for (p, g) in tm.params.iter().zip(&grads) {
+            close(
+                g,
+                &want[&format!("grad.{}", p.name)],
+                1e-5,
+                &format!("{fixture}: checkpointed gradient of {}", p.name),
+            );
+        }
+    }
+}

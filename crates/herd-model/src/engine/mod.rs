@@ -6,7 +6,10 @@
 //! step, whatever the number of sequences (the server's continuous batching relies on this);
 //! attention then runs per sequence over that sequence's own [`KvCache`].
 
+mod lora;
 mod ops;
+
+pub use lora::{LayerLora, LoraPair};
 
 use herd_kernels::matmul::{WeightRef, matmul};
 use herd_kernels::pool::{ThreadPool, chunk};
@@ -135,6 +138,7 @@ struct Buffers {
     logits: Vec<f32>,
     quant: Vec<u8>,
     inv_freq: Vec<f32>,
+    lora: lora::Scratch,
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -150,6 +154,8 @@ pub struct Engine {
     final_norm: Vec<f32>,
     pool: ThreadPool,
     buf: Buffers,
+    /// Run-time adapters, one entry per layer (empty: none).
+    lora: Vec<LayerLora>,
 }
 
 /// Raw pointers shared with pool threads; each thread touches a disjoint part.
@@ -223,7 +229,38 @@ impl Engine {
             final_norm,
             pool: ThreadPool::new(threads),
             buf,
+            lora: vec![],
         })
+    }
+
+    /// Applies `lora` (one entry per layer) in every later forward pass, beside the base
+    /// weights; an empty vector removes the adapters.
+    pub fn set_lora(&mut self, lora: Vec<LayerLora>) -> Result<()> {
+        let s = &self.spec;
+        if !lora.is_empty() && lora.len() != s.n_layers {
+            return Err(Error::Usage(format!(
+                "LoRA for {} layers given to a model of {}",
+                lora.len(),
+                s.n_layers
+            )));
+        }
+        let (h, qd, kvd, ff) = (s.hidden_size, s.q_dim(), s.kv_dim(), s.intermediate_size);
+        for (li, l) in lora.iter().enumerate() {
+            for (name, pair) in l.pairs() {
+                let (inp, out) = match name {
+                    "q" => (h, qd),
+                    "k" | "v" => (h, kvd),
+                    "o" => (qd, h),
+                    "gate" | "up" => (h, ff),
+                    _ => (ff, h),
+                };
+                if let Some(p) = pair {
+                    lora::check(p, li, name, inp, out)?;
+                }
+            }
+        }
+        self.lora = lora;
+        Ok(())
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -258,6 +295,7 @@ impl Engine {
             final_norm,
             pool,
             buf: b,
+            lora: adapters,
         } = self;
         let spec = &*spec;
         let (h, qd, kvd, ff, v) = (
@@ -386,6 +424,17 @@ impl Engine {
                 &mut b.q[..n * qd],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.q.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    xn,
+                    n,
+                    &mut b.q[..n * qd],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             matmul(
                 pool,
                 lw.k.as_weight(),
@@ -394,6 +443,17 @@ impl Engine {
                 &mut b.k[..n * kvd],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.k.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    xn,
+                    n,
+                    &mut b.k[..n * kvd],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             matmul(
                 pool,
                 lw.v.as_weight(),
@@ -402,6 +462,17 @@ impl Engine {
                 &mut b.v[..n * kvd],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.v.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    xn,
+                    n,
+                    &mut b.v[..n * kvd],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             for (buf, bias, width) in [
                 (&mut b.q, &lv.q_bias, qd),
                 (&mut b.k, &lv.k_bias, kvd),
@@ -449,6 +520,17 @@ impl Engine {
                 &mut b.o[..n * h],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.o.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    &b.attn[..n * qd],
+                    n,
+                    &mut b.o[..n * h],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             for r in 0..n {
                 let o = &mut b.o[r * h..(r + 1) * h];
                 if let Some(w) = &lv.attn_out_norm {
@@ -474,6 +556,17 @@ impl Engine {
                 &mut b.gate[..n * ff],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.gate.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    xn,
+                    n,
+                    &mut b.gate[..n * ff],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             matmul(
                 pool,
                 lw.up.as_weight(),
@@ -482,6 +575,17 @@ impl Engine {
                 &mut b.up[..n * ff],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.up.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    xn,
+                    n,
+                    &mut b.up[..n * ff],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             ops::gated_activation(&mut b.gate[..n * ff], &b.up[..n * ff], spec.activation);
             matmul(
                 pool,
@@ -491,6 +595,17 @@ impl Engine {
                 &mut b.o[..n * h],
                 &mut b.quant,
             );
+            if let Some(p) = adapters.get(li).and_then(|l| l.down.as_ref()) {
+                lora::apply(
+                    pool,
+                    p,
+                    &b.gate[..n * ff],
+                    n,
+                    &mut b.o[..n * h],
+                    &mut b.lora,
+                    &mut b.quant,
+                );
+            }
             for r in 0..n {
                 let o = &mut b.o[r * h..(r + 1) * h];
                 if let Some(w) = &lv.mlp_out_norm {

@@ -39,7 +39,9 @@ fn histogram(values: &[usize], bins: usize, unit: &str) -> String {
         values.iter().min().copied().unwrap_or(0),
         values.iter().max().copied().unwrap_or(0),
     );
-    let width = (hi - lo).div_ceil(bins).max(1);
+    // No more buckets than distinct lengths could fill.
+    let bins = bins.clamp(1, hi - lo + 1);
+    let width = (hi - lo + 1).div_ceil(bins).max(1);
     let mut counts = vec![0usize; bins];
     for &v in values {
         counts[((v - lo) / width).min(bins - 1)] += 1;

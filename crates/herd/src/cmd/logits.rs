@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::{Logits, SeqInput};
 use herd_model::reference::{Layout, RefModel};
 
 #[derive(clap::Args)]
@@ -27,6 +27,11 @@ pub struct Args {
     /// Compute with the candle reference forward pass instead of the fast engine.
     #[arg(long)]
     pub reference: bool,
+    /// Apply this PEFT LoRA adapter (a folder with adapter_config.json and
+    /// adapter_model.safetensors, e.g. from `herd tune`) at run time
+    /// (with --reference: merged into the weights first).
+    #[arg(long, value_name = "DIR")]
+    pub lora: Option<PathBuf>,
     /// Threads for the fast engine [default: CPUs available to this process].
     #[arg(long, short)]
     pub threads: Option<usize>,
@@ -46,14 +51,27 @@ pub fn run(a: Args) -> Result<()> {
     }
     let v = model.spec.vocab_size;
     let logits: Vec<f32> = if a.reference {
-        let rm = RefModel::load(&model, &candle_core::Device::Cpu)?;
+        let merged;
+        let model = match &a.lora {
+            Some(dir) => {
+                let adapter = herd_train::adapter::Adapter::read(dir)?;
+                merged = herd_train::merge::merge_adapter(super::open_model(&a.model)?, &adapter)?;
+                &merged
+            }
+            None => &model,
+        };
+        let rm = RefModel::load(model, &candle_core::Device::Cpu)?;
         let t =
             candle_core::Tensor::from_vec(ids.clone(), (1, ids.len()), &candle_core::Device::Cpu)?;
         rm.forward(&t, &Layout::contiguous(&[0], ids.len()), None)?
             .flatten_all()?
             .to_vec1::<f32>()?
     } else {
-        let mut e = Engine::new(&model, a.threads.unwrap_or_else(super::default_threads))?;
+        let mut e = super::engine(
+            &model,
+            a.threads.unwrap_or_else(super::default_threads),
+            a.lora.as_deref(),
+        )?;
         let mut cache = e.new_cache(ids.len());
         e.forward(&mut [SeqInput {
             tokens: &ids,

@@ -66,3 +66,24 @@ pub fn model_path(arg: &str) -> anyhow::Result<std::path::PathBuf> {
 pub fn open_model(arg: &str) -> anyhow::Result<herd_model::Model> {
     Ok(herd_model::Model::open(model_path(arg)?)?)
 }
+
+/// An engine over `model` with `threads` threads and, when given, the PEFT adapter in the
+/// folder `lora` applied at run time beside the unchanged base weights.
+pub fn engine(
+    model: &herd_model::Model,
+    threads: usize,
+    lora: Option<&std::path::Path>,
+) -> anyhow::Result<herd_model::engine::Engine> {
+    let mut e = herd_model::engine::Engine::new(model, threads)?;
+    if let Some(dir) = lora {
+        let adapter = herd_train::adapter::Adapter::read(dir)?;
+        let layers = herd_train::merge::engine_lora(model, &adapter).map_err(|e| {
+            anyhow::anyhow!(
+                "the adapter in {} does not fit this model: {e}",
+                dir.display()
+            )
+        })?;
+        e.set_lora(layers)?;
+    }
+    Ok(e)
+}

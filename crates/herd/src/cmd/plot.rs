@@ -27,7 +27,7 @@ pub fn loss_svg(metrics: &Path, out: &Path) -> Result<()> {
         .iter()
         .filter_map(|r| r.eval_loss.map(|e| (r.step as f64, e)))
         .collect();
-    std::fs::write(out, svg(&train, &eval))
+    herd_model::io::atomic_write(out, svg(&train, &eval).as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Flags shared by the commands that generate text (`run`, `chat`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use herd_generate::{GenerateOptions, SamplerConfig, Truncation};
@@ -63,6 +64,10 @@ pub struct GenArgs {
     /// Threads [default: CPUs available to this process].
     #[arg(short, long)]
     pub threads: Option<usize>,
+    /// Apply this PEFT LoRA adapter (a folder with adapter_config.json and
+    /// adapter_model.safetensors, e.g. from `herd tune`) at run time.
+    #[arg(long, value_name = "DIR")]
+    pub lora: Option<PathBuf>,
     /// Print settings, the rendered prompt and speed to stderr.
     #[arg(short, long)]
     pub verbose: bool,
@@ -129,7 +134,7 @@ impl GenArgs {
     pub fn load(&self, model_arg: &str) -> Result<(Model, Tokenizer, Engine)> {
         let model = super::open_model(model_arg)?;
         let tok = Tokenizer::for_model(&model)?;
-        let engine = Engine::new(&model, self.threads())?;
+        let engine = super::engine(&model, self.threads(), self.lora.as_deref())?;
         Ok((model, tok, engine))
     }
 

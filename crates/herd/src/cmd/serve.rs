@@ -1,10 +1,10 @@
 //! `herd serve MODEL`: the OpenAI-compatible API and the web chat.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use herd_model::engine::Engine;
 use herd_model::template::ChatTemplate;
 use herd_model::tokenizer::Tokenizer;
 use herd_server::scheduler::{Scheduler, SchedulerConfig, TokenPieces};
@@ -47,6 +47,10 @@ pub struct Args {
     /// The model's name in the API [default: the file or folder name].
     #[arg(long)]
     pub name: Option<String>,
+    /// Apply this PEFT LoRA adapter (a folder with adapter_config.json and
+    /// adapter_model.safetensors, e.g. from `herd tune`) at run time.
+    #[arg(long, value_name = "DIR")]
+    pub lora: Option<PathBuf>,
     /// Threads [default: CPUs available to this process].
     #[arg(short, long)]
     pub threads: Option<usize>,
@@ -64,7 +68,7 @@ pub fn run(a: Args) -> Result<()> {
         (choice, own) => Some(ChatTemplate::resolve(choice.as_deref(), own.as_deref())?),
     };
     let threads = a.threads.unwrap_or_else(super::default_threads);
-    let engine = Engine::new(&model, threads)?;
+    let engine = super::engine(&model, threads, a.lora.as_deref())?;
     let context = a.ctx.unwrap_or(model.spec.context_length.min(4096)).max(2);
     let name = a.name.clone().unwrap_or_else(|| {
         let stem = path

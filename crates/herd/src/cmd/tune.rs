@@ -99,6 +99,11 @@ pub struct Args {
     /// Checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 50)]
     pub save_every: usize,
+    /// Gradient checkpointing (recompute activations layer by layer in the backward pass):
+    /// on, off, or auto (on when a micro-batch's activations would take more than half of the
+    /// memory available).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub grad_checkpointing: String,
     /// Fail on the first bad row instead of reporting and skipping bad rows.
     #[arg(long)]
     pub strict: bool,
@@ -199,6 +204,7 @@ pub fn run(a: Args) -> Result<()> {
                 seed: a.seed,
                 eval_every: a.eval_every,
                 save_every: a.save_every,
+                grad_checkpointing: a.grad_checkpointing == "on",
             };
             let dir = a.out.clone().unwrap_or_else(|| {
                 let stem = Path::new(&model)
@@ -247,6 +253,26 @@ pub fn run(a: Args) -> Result<()> {
     let (train_seqs, val_seqs, report) = prepare(&spec, &tok, &template)?;
     eprintln!("{report}");
 
+    let mut spec = spec;
+    if !resume && a.grad_checkpointing == "auto" {
+        // Decided once and stored, so that a resumed run computes exactly as before.
+        let longest = train_seqs.iter().map(Sequence::len).max().unwrap_or(0);
+        let need =
+            herd_train::recompute::activation_bytes(&model.spec, spec.train.batch_size, longest);
+        if let Some(avail) = available_memory()
+            && need > avail / 2
+        {
+            {
+                eprintln!(
+                    "gradient checkpointing on: a micro-batch's activations (about {}) would take more than half of the {} available",
+                    super::human_bytes(need),
+                    super::human_bytes(avail)
+                );
+                spec.train.grad_checkpointing = true;
+            }
+        }
+        herd_model::io::atomic_write(&dir.join("train.json"), &serde_json::to_vec_pretty(&spec)?)?;
+    }
     let mut tm = TrainModel::new(&model, &spec.train.method, spec.train.seed)?;
     let total = herd_train::trainer::total_steps(train_seqs.len(), &spec.train);
     let bar = if a.quiet {
@@ -431,4 +457,12 @@ fn prepare(
         ));
     }
     Ok((train_seqs, val_seqs, report))
+}
+
+/// Memory this process may still use (Linux `MemAvailable`), in bytes.
+fn available_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
