@@ -45,6 +45,8 @@ enum Cmd {
     Pull(cmd::hub::PullArgs),
     /// List the models in the cache with size, architecture, quantization and licence.
     List(cmd::hub::ListArgs),
+    /// Evaluate: benchmarks, LLM judges, ratings, reports (results kept in SQLite).
+    Eval(cmd::eval::Args),
     /// May it be used commercially? The verdict over a model's or dataset's whole lineage.
     License(cmd::license::Args),
 }
@@ -65,6 +67,7 @@ fn main() {
         Cmd::Convert(a) => cmd::convert::run(a),
         Cmd::Pull(a) => cmd::hub::pull(a),
         Cmd::List(a) => cmd::hub::list(a),
+        Cmd::Eval(a) => cmd::eval::run(a),
         Cmd::License(a) => cmd::license::run(a),
     };
     if let Err(e) = res {
