@@ -101,6 +101,28 @@ r = tiny.chat.completions.create(model="qwen2", messages=[{"role": "user", "cont
 obj = json.loads(r.choices[0].message.content)
 check(set(obj) == {"name", "age", "pet"} and isinstance(obj["age"], int) and obj["pet"] in ("cat", "dog"), f"json_schema: {obj}")
 
+# Tight budgets with open schemas (extra keys allowed, nested objects): the output must still
+# close in time, whatever the sampler opens near the end.
+open_schema = {"type": "object", "properties": {"verdict": {"type": "string"},
+               "detail": {"type": "object", "properties": {"score": {"type": "number"}}}},
+               "required": ["verdict", "detail"]}
+bad = []
+for seed in range(12):
+    for max_tokens in (24, 48):
+        r = tiny.chat.completions.create(model="qwen2", messages=[{"role": "user", "content": "Judge."}],
+                                         max_tokens=max_tokens, temperature=1.0, seed=seed,
+                                         response_format={"type": "json_schema", "json_schema": {"name": "j", "schema": open_schema}})
+        text = r.choices[0].message.content
+        try:
+            obj = json.loads(text)
+            if not ("verdict" in obj and isinstance(obj["detail"], dict)):
+                bad.append(text)
+        except ValueError:
+            bad.append(text)
+        if r.usage.completion_tokens > max_tokens:
+            bad.append(f"{r.usage.completion_tokens} tokens > {max_tokens}")
+check(not bad, f"open schemas under tight budgets: {bad[:3]}")
+
 # Tool call round trip through the model's template.
 tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]

@@ -602,13 +602,25 @@ fn step_sample(
                 .map_or(usize::MAX, |m| m.saturating_sub(s.generated))
                 .min(s.cache.capacity().saturating_sub(s.tokens.len() + 1));
             let completion = j.completion();
-            if left <= completion.chars().count() + 1 {
+            let needed = completion.chars().count();
+            if left <= needed + 1 {
                 pieces.longest_prefix_token(&completion, j)
             } else {
+                // Near the end of the budget a token may not open more than the tokens left
+                // can close (a new key with its value, a nested object): forced closing takes
+                // at most one token per character of the completion.
+                let near_end = left <= needed + 64;
                 let j = j.clone();
                 s.sampler
                     .sample_allowed(logits, &s.tokens, s.generated, &mut |id| {
-                        pieces.get(id).is_some_and(|t| j.accepts(t))
+                        pieces.get(id).is_some_and(|t| {
+                            j.accepts(t)
+                                && (!near_end || {
+                                    let mut after = j.clone();
+                                    after.feed(t);
+                                    after.completion().chars().count() + 2 <= left
+                                })
+                        })
                     })
             }
         }
