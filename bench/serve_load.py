@@ -44,7 +44,7 @@ def start(kind, args, parallel, port):
                "-t", str(args.threads), "-tb", str(args.threads), "--no-webui", "-a", "model"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    client = AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
+    client = AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=args.time_limit)
     return p, client
 
 
@@ -89,6 +89,8 @@ async def round_(client, clients, requests, max_tokens, deadline):
                 errors.append(repr(e))
 
     t0 = time.perf_counter()
+    # A request still streaming at the deadline is cut by the client's timeout (= the time
+    # limit) and counted as an error, so a stalled server cannot hang the run.
     await asyncio.gather(*[worker() for _ in range(clients)])
     wall = time.perf_counter() - t0
     toks = sum(r[0] for r in results)

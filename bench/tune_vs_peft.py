@@ -27,7 +27,7 @@ DATA = SHARED / "data/gpteacher/toolformer-similarity-0.6-dataset.json"
 TORCH_SIDE = r'''
 import json, random, sys, time, torch
 from pathlib import Path
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
 from peft import LoraConfig, get_peft_model
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a["threads"])
@@ -36,24 +36,11 @@ model = Path(a["model"])
 cfg = AutoConfig.from_pretrained(model.parent, gguf_file=model.name)
 cfg.pad_token_id = None
 m = AutoModelForCausalLM.from_pretrained(model.parent, gguf_file=model.name, config=cfg)
-tok = AutoTokenizer.from_pretrained(model.parent, gguf_file=model.name)
 m = get_peft_model(m, LoraConfig(r=a["rank"], lora_alpha=a["alpha"], lora_dropout=a["dropout"],
                                  target_modules=a["targets"], task_type="CAUSAL_LM"))
-head = ("Below is an instruction that describes a task{}. Write a response that appropriately "
-        "completes the request.\n\n### Instruction:\n{}\n\n{}### Response:\n")
-examples = []
-for r in json.load(open(a["data"])):
-    if r["input"]:
-        p = head.format(", paired with an input that provides further context", r["instruction"],
-                        "### Input:\n" + r["input"] + "\n\n")
-    else:
-        p = head.format("", r["instruction"], "")
-    pi = tok(p)["input_ids"]
-    full = tok(p + r["output"])["input_ids"] + [tok.eos_token_id]
-    if len(full) <= a["max_len"] and len(pi) < len(full):
-        examples.append((full, len(pi)))
-    if len(examples) >= a["examples"]:
-        break
+# The examples as herd tokenized them (transformers cannot read this GGUF's vocabulary):
+# (ids, index of the first trained token).
+examples = [tuple(e) for e in json.load(open(a["examples_file"]))]
 random.Random(a["seed"]).shuffle(examples)
 opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=a["lr"])
 m.train()
@@ -77,6 +64,26 @@ print(json.dumps({"tokens": tokens, "seconds": t_train, "loss": float(loss)}))
 '''
 
 
+def alpaca_examples(herd, limit):
+    """Alpaca-rendered examples tokenized by herd: (ids of prompt + answer + EOS, prompt length)."""
+    head = ("Below is an instruction that describes a task. Write a response that appropriately "
+            "completes the request.\n\n### Instruction:\n{}\n\n### Response:\n")
+    def ids(text):
+        out = subprocess.run([herd, "tokenize", "--json", str(MODEL), text], check=True,
+                             capture_output=True, text=True).stdout
+        return [t["id"] for t in json.loads(out)]
+    examples = []
+    for r in json.load(open(DATA)):
+        instr = r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")
+        p = ids(head.format(instr))
+        full = ids(head.format(instr) + r["output"]) + [2]
+        if len(full) <= 512 and len(p) < len(full):
+            examples.append((full, len(p)))
+        if len(examples) >= limit:
+            break
+    return examples
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--herd", default=str(ROOT / "target/release/herd"))
@@ -90,7 +97,11 @@ def main():
                   threads=a.threads, seed=3, examples=a.examples, max_len=512,
                   targets=["q_proj", "k_proj", "v_proj", "o_proj"], model=str(MODEL), data=str(DATA))
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    tmpdir = tempfile.TemporaryDirectory()  # removed when main returns
+    tmp = tmpdir.name
+    if True:
+        common["examples_file"] = str(Path(tmp) / "examples.json")
+        json.dump(alpaca_examples(a.herd, a.examples), open(common["examples_file"], "w"))
         run = Path(tmp) / "run"
         cmd = [a.herd, "tune", str(MODEL), "--data", str(DATA), "--template", "alpaca",
                "--max-examples", str(a.examples), "--max-steps", str(a.steps), "--batch", str(a.batch),
