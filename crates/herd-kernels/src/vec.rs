@@ -1,22 +1,20 @@
 //! f32 vector primitives for the engine's attention (a query against each cached key, the
 //! probabilities times the cached values), with AVX2/FMA chosen at run time ([`crate::simd::isa`]).
 //!
-//! The scalar references sum in order; the AVX2 versions keep 32 partial sums, so results agree
-//! to rounding (the tests hold them within 1e-6 of the sum of |products|).
+//! The scalar references work in order; the AVX2 versions keep partial sums (dot) and fuse the
+//! multiply-add (axpy), so results agree to rounding (the tests bound the difference).
 
 use crate::simd::{Isa, isa};
+use crate::types::GgmlType;
 
-/// Σ a[i]·b[i] over the common length.
+/// Σ a[i]·b[i] over the common length: the row dot product of F32 matrices
+/// ([`crate::simd::float_dot`]), with `a` as the row.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
-        // SAFETY: `isa()` is Avx2 only when the CPU has AVX2 and FMA.
-        return unsafe { x86::dot(a, b) };
-    }
-    dot_scalar(a, b)
+    // SAFETY: every byte of an f32 is a valid u8; the view lives as long as `a`.
+    let row = unsafe { std::slice::from_raw_parts(a.as_ptr().cast::<u8>(), 4 * n) };
+    crate::simd::float_dot(isa(), GgmlType::F32)(row, &b[..n])
 }
 
 /// y[i] += alpha·x[i] over the common length.
@@ -114,43 +112,6 @@ pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-
-    use crate::simd::x86::hsum_ps;
-
-    /// # Safety
-    /// The CPU must have AVX2 and FMA; `a` and `b` have the same length.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (loads): `i + 8·k + 8 <= n` elements of both slices.
-        unsafe {
-            while i + 32 <= n {
-                for (k, s) in acc.iter_mut().enumerate() {
-                    let e = i + 8 * k;
-                    *s =
-                        _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(e)), _mm256_loadu_ps(pb.add(e)), *s);
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i)),
-                    _mm256_loadu_ps(pb.add(i)),
-                    acc[0],
-                );
-                i += 8;
-            }
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut s = hsum_ps(s);
-        for j in i..n {
-            s += a[j] * b[j];
-        }
-        s
-    }
 
     /// `ggml_v_expf` (ggml-cpu's AVX2 exp), the vector form of [`super::ggml_expf`].
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -141,23 +141,42 @@ pub fn gradients(
     loss: &candle_core::Tensor,
     scale: f64,
 ) -> crate::Result<Vec<Vec<f32>>> {
-    let grads = loss.backward()?;
+    let mut acc = zero_gradients(tm);
+    add_gradients(&mut acc, tm, &loss.backward()?)?;
+    scale_gradients(&mut acc, scale);
+    Ok(acc)
+}
+
+/// A zero gradient for every parameter of `tm`, in parameter order.
+pub fn zero_gradients(tm: &crate::TrainModel) -> Vec<Vec<f32>> {
     tm.params
         .iter()
-        .map(|p| {
-            Ok(match grads.get(p.var.as_tensor()) {
-                Some(g) => {
-                    let v = g.flatten_all()?.to_vec1::<f32>()?;
-                    if scale == 1.0 {
-                        v
-                    } else {
-                        v.iter().map(|x| (*x as f64 * scale) as f32).collect()
-                    }
-                }
-                None => vec![0.0; p.var.elem_count()],
-            })
-        })
+        .map(|p| vec![0.0; p.var.elem_count()])
         .collect()
+}
+
+/// Adds the gradients in `grads` to `acc` (parameters the graph did not reach get nothing).
+pub fn add_gradients(
+    acc: &mut [Vec<f32>],
+    tm: &crate::TrainModel,
+    grads: &candle_core::backprop::GradStore,
+) -> crate::Result<()> {
+    for (a, p) in acc.iter_mut().zip(&tm.params) {
+        if let Some(g) = grads.get(p.var.as_tensor()) {
+            let g = g.flatten_all()?.to_vec1::<f32>()?;
+            a.iter_mut().zip(g).for_each(|(a, x)| *a += x);
+        }
+    }
+    Ok(())
+}
+
+/// Multiplies every gradient by `scale` (in f64, as the mean over a step's tokens needs).
+pub fn scale_gradients(acc: &mut [Vec<f32>], scale: f64) {
+    if scale != 1.0 {
+        for v in acc.iter_mut() {
+            v.iter_mut().for_each(|x| *x = (*x as f64 * scale) as f32);
+        }
+    }
 }
 
 /// One AdamW update of every parameter of `tm`.

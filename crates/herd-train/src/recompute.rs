@@ -13,6 +13,7 @@ use herd_model::reference::RefCache;
 use herd_model::spec::ModelSpec;
 
 use crate::loss::{Batch, loss_sum};
+use crate::optim::{add_gradients, scale_gradients, zero_gradients};
 use crate::{Result, TrainModel};
 
 /// The summed loss of `b` and every parameter's gradient of it, scaled by `scale`, computed
@@ -34,17 +35,13 @@ pub fn loss_and_gradients(tm: &TrainModel, b: &Batch, scale: f64) -> Result<(f32
         x = m.layer_forward(li, &x, &ctx, &empty)?.0.detach();
     }
 
-    let mut acc: Vec<Vec<f32>> = tm
-        .params
-        .iter()
-        .map(|p| vec![0.0; p.var.elem_count()])
-        .collect();
+    let mut acc = zero_gradients(tm);
     // The head and the loss.
     let xv = Var::from_tensor(&x)?;
     let loss = loss_sum(&m.head(xv.as_tensor())?, b)?;
     let loss_value = loss.to_scalar::<f32>()?;
     let grads = loss.backward()?;
-    add(&mut acc, tm, &grads)?;
+    add_gradients(&mut acc, tm, &grads)?;
     let mut g = upstream(&grads, &xv)?;
 
     // Backward through the layers, top first.
@@ -52,19 +49,15 @@ pub fn loss_and_gradients(tm: &TrainModel, b: &Batch, scale: f64) -> Result<(f32
         let xin = Var::from_tensor(&inputs[li])?;
         let (y, _) = m.layer_forward(li, xin.as_tensor(), &ctx, &empty)?;
         let grads = (y * &g)?.sum_all()?.backward()?;
-        add(&mut acc, tm, &grads)?;
+        add_gradients(&mut acc, tm, &grads)?;
         g = upstream(&grads, &xin)?;
     }
     // The embedding table, when it is trained.
     if tm.params.iter().any(|p| p.name.contains("embed_tokens")) {
         let grads = (x0 * &g)?.sum_all()?.backward()?;
-        add(&mut acc, tm, &grads)?;
+        add_gradients(&mut acc, tm, &grads)?;
     }
-    if scale != 1.0 {
-        for v in acc.iter_mut() {
-            v.iter_mut().for_each(|x| *x = (*x as f64 * scale) as f32);
-        }
-    }
+    scale_gradients(&mut acc, scale);
     Ok((loss_value, acc))
 }
 
@@ -74,16 +67,6 @@ fn upstream(grads: &GradStore, v: &Var) -> Result<Tensor> {
         Some(g) => g.detach(),
         None => v.as_tensor().zeros_like()?,
     })
-}
-
-fn add(acc: &mut [Vec<f32>], tm: &TrainModel, grads: &GradStore) -> Result<()> {
-    for (a, p) in acc.iter_mut().zip(&tm.params) {
-        if let Some(g) = grads.get(p.var.as_tensor()) {
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
-            a.iter_mut().zip(g).for_each(|(a, x)| *a += x);
-        }
-    }
-    Ok(())
 }
 
 /// Rough bytes of activations autograd keeps for one micro-batch of `b` sequences of `t`

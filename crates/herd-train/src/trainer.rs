@@ -340,11 +340,7 @@ pub fn train(
             .map(|a| Batch::new(&micro_batch(train, cfg, step * accum + a)))
             .collect();
         let targets: usize = batches.iter().map(Batch::targets).sum();
-        let mut grads: Vec<Vec<f32>> = tm
-            .params
-            .iter()
-            .map(|p| vec![0.0; p.var.elem_count()])
-            .collect();
+        let mut grads = crate::optim::zero_gradients(tm);
         let mut loss_total = 0f64;
         for b in &batches {
             if b.targets() == 0 {

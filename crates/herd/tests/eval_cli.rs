@@ -4,9 +4,8 @@
 //! file and line; MT-bench answers judged by a local model (herd serve) give
 //! ratings end to end; reports are written.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use herd_eval::store::Store;
@@ -15,12 +14,8 @@ use herd_eval::store::Store;
 mod fake_server;
 use fake_server::{FakeServer, State};
 
-fn shared() -> PathBuf {
-    match std::env::var_os("HERD_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
+mod common;
+use common::{Server, shared};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -287,45 +282,19 @@ fn malformed_rows_stop_the_run_with_file_and_line() {
     );
 }
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A random tiny chat model as the judge, behind herd serve. Its context is stretched past
 /// the 256 positions it was made with so that MT-bench's real judge prompts fit.
 fn judge_server() -> Server {
-    let mut child = herd()
-        .arg("serve")
-        .arg(shared().join("golden/hf-tiny/qwen2"))
-        .args([
-            "--port",
-            "0",
-            "--ctx",
-            "16384",
-            "-t",
-            "2",
-            "--parallel",
-            "4",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    Server(child, url)
+    let model = shared().join("golden/hf-tiny/qwen2");
+    common::serve(&[
+        model.to_str().unwrap(),
+        "--ctx",
+        "16384",
+        "-t",
+        "2",
+        "--parallel",
+        "4",
+    ])
 }
 
 /// `herd eval run TASK --answers ANSWERS --json --db DB ARGS…`: the summary.
@@ -362,7 +331,7 @@ fn mt_bench_answers_judged_by_a_local_model_give_ratings() {
     )
     .unwrap();
     let judge = |answers: &str, json: bool, limit: &str| {
-        let mut args = vec!["--judge-endpoint", server.1.as_str(), "--limit", limit];
+        let mut args = vec!["--judge-endpoint", server.url.as_str(), "--limit", limit];
         if json {
             args.push("--judge-json");
         }
@@ -399,7 +368,7 @@ fn mt_bench_answers_judged_by_a_local_model_give_ratings() {
     )
     .unwrap();
     let gpt4 = mt.join("model_answer/gpt-4.jsonl");
-    let served = ["--judge-endpoint", server.1.as_str(), "--judge-json"];
+    let served = ["--judge-endpoint", server.url.as_str(), "--judge-json"];
     let s = judge_run(
         &single,
         &gpt4,

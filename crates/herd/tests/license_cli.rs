@@ -1,27 +1,8 @@
 //! `herd license` end to end on real files from `../shared`, and the lineage that
 //! `herd convert` embeds.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn shared() -> PathBuf {
-    match std::env::var_os("HERD_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
-
-fn herd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{herd_output as herd, shared};
 
 fn json(args: &[&str]) -> serde_json::Value {
     let (ok, out, err) = herd(args);

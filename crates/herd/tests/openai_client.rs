@@ -36,8 +36,8 @@ fn the_official_openai_client_works_against_herd_serve() {
     let tiny = serve(&[shared().join("golden/hf-tiny/qwen2").to_str().unwrap()]);
     let status = Command::new("python3")
         .arg(root().join("tests/openai/check_client.py"))
-        .env("HERD_STORIES_URL", &stories.1)
-        .env("HERD_TINY_URL", &tiny.1)
+        .env("HERD_STORIES_URL", &stories.url)
+        .env("HERD_TINY_URL", &tiny.url)
         .env(
             "HERD_STORY_FIXTURE",
             root().join(

@@ -2,57 +2,17 @@
 //! CORS, body limits, the default bind address.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn shared() -> PathBuf {
-    match std::env::var_os("HERD_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{Server, shared};
 
 fn serve(extra: &[&str]) -> Server {
     let model = shared().join("models/stories260K/stories260K.gguf");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args([
-            "serve",
-            model.to_str().unwrap(),
-            "--port",
-            "0",
-            "--ctx",
-            "2048",
-            "-t",
-            "1",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    Server { child, url }
+    let mut args = vec![model.to_str().unwrap(), "--ctx", "2048", "-t", "1"];
+    args.extend_from_slice(extra);
+    common::serve(&args)
 }
 
 fn agent() -> ureq::Agent {

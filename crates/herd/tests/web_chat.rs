@@ -72,8 +72,8 @@ fn the_web_chat_works_in_headless_chromium() {
     let shots = root().join("target");
     let status = Command::new("node")
         .arg(root().join("tests/web/chat.test.mjs"))
-        .env("HERD_WEB_URL", &main.1)
-        .env("HERD_WEB_KEY_URL", &keyed.1)
+        .env("HERD_WEB_URL", &main.url)
+        .env("HERD_WEB_KEY_URL", &keyed.url)
         .env("HERD_WEB_KEY", "sk-herd-web")
         .env("HERD_BIN", env!("CARGO_BIN_EXE_herd"))
         .env("HERD_SERVE_ARGS", serde_json::to_string(&args).unwrap())

@@ -23,8 +23,18 @@ pub fn default_threads() -> usize {
 
 /// Resident memory of this process in bytes (Linux), for the memory figures herd prints.
 pub fn resident_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    proc_bytes("/proc/self/status", "VmRSS:")
+}
+
+/// Memory this process may still use (Linux `MemAvailable`), in bytes.
+pub fn available_memory() -> Option<u64> {
+    proc_bytes("/proc/meminfo", "MemAvailable:")
+}
+
+/// A `KEY: N kB` line of a /proc file, in bytes.
+fn proc_bytes(file: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(file).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

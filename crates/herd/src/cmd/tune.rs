@@ -237,10 +237,6 @@ pub fn run(a: Args) -> Result<()> {
                 train,
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            herd_model::io::atomic_write(
-                &dir.join("train.json"),
-                &serde_json::to_vec_pretty(&spec)?,
-            )?;
             (spec, dir, false)
         }
     };
@@ -254,14 +250,16 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("{report}");
 
     let mut spec = spec;
-    if !resume && a.grad_checkpointing == "auto" {
-        // Decided once and stored, so that a resumed run computes exactly as before.
-        let longest = train_seqs.iter().map(Sequence::len).max().unwrap_or(0);
-        let need =
-            herd_train::recompute::activation_bytes(&model.spec, spec.train.batch_size, longest);
-        if let Some(avail) = available_memory()
-            && need > avail / 2
-        {
+    if !resume {
+        if a.grad_checkpointing == "auto" {
+            let longest = train_seqs.iter().map(Sequence::len).max().unwrap_or(0);
+            let need = herd_train::recompute::activation_bytes(
+                &model.spec,
+                spec.train.batch_size,
+                longest,
+            );
+            if let Some(avail) = super::available_memory()
+                && need > avail / 2
             {
                 eprintln!(
                     "gradient checkpointing on: a micro-batch's activations (about {}) would take more than half of the {} available",
@@ -271,6 +269,8 @@ pub fn run(a: Args) -> Result<()> {
                 spec.train.grad_checkpointing = true;
             }
         }
+        // Written once the data is known to be usable, with the checkpointing decision in it,
+        // so that a resumed run computes exactly as this one.
         herd_model::io::atomic_write(&dir.join("train.json"), &serde_json::to_vec_pretty(&spec)?)?;
     }
     let mut tm = TrainModel::new(&model, &spec.train.method, spec.train.seed)?;
@@ -457,12 +457,4 @@ fn prepare(
         ));
     }
     Ok((train_seqs, val_seqs, report))
-}
-
-/// Memory this process may still use (Linux `MemAvailable`), in bytes.
-fn available_memory() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

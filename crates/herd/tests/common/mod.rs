@@ -1,5 +1,9 @@
-//! What the tests that start `herd serve` share: the repository and ../shared paths, and a
-//! server on a free port that is killed when dropped.
+//! What the binary's end-to-end tests share: the repository and ../shared paths, running
+//! `herd` for its output, reading safetensors outputs, and a `herd serve` on a free port that
+//! is killed when dropped.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
@@ -17,13 +21,39 @@ pub fn shared() -> PathBuf {
     }
 }
 
+/// Runs `herd ARGS…` to the end: (success, stdout, stderr).
+pub fn herd_output<S: AsRef<OsStr>>(args: &[S]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The f32 values of tensor `name` of a safetensors file.
+pub fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// A running `herd serve` and its base URL.
-pub struct Server(pub Child, pub String);
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -46,5 +76,5 @@ pub fn serve<S: AsRef<OsStr>>(args: &[S]) -> Server {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    Server(child, url)
+    Server { child, url }
 }
