@@ -82,6 +82,39 @@ pub fn swiglu_f32(gate: &mut [f32], up: &[f32]) {
     swiglu_scalar(&mut gate[..n], &up[..n]);
 }
 
+/// `x[i] = e^(x[i] - shift)` in place, returning Σ x[i] afterwards: softmax's numerator and
+/// denominator in one pass ([`ggml_expf`] on every element; AVX2 in groups of 8).
+#[inline]
+pub fn exp_sum_f32(xs: &mut [f32], shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { x86::exp_sum(xs, shift) };
+    }
+    exp_sum_scalar(xs, shift)
+}
+
+/// The reference for [`exp_sum_f32`].
+pub fn exp_sum_scalar(xs: &mut [f32], shift: f32) -> f32 {
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = ggml_expf(*x - shift);
+        sum += *x;
+    }
+    sum
+}
+
+/// The largest element (−∞ for an empty slice; NaNs are skipped).
+#[inline]
+pub fn max_f32(xs: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { x86::max(xs) };
+    }
+    xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
 /// The reference for [`swiglu_f32`].
 pub fn swiglu_scalar(gate: &mut [f32], up: &[f32]) {
     let vec_end = gate.len() / 8 * 8;
@@ -183,6 +216,59 @@ mod x86 {
     }
 
     /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn exp_sum(xs: &mut [f32], shift: f32) -> f32 {
+        let sv = _mm256_set1_ps(shift);
+        let mut acc = _mm256_setzero_ps();
+        let p = xs.as_mut_ptr();
+        let mut i = 0;
+        // SAFETY: `i + 8 <= len`.
+        unsafe {
+            while i + 8 <= xs.len() {
+                let e = expf8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), sv));
+                _mm256_storeu_ps(p.add(i), e);
+                acc = _mm256_add_ps(acc, e);
+                i += 8;
+            }
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        let mut sum: f32 = lanes.iter().sum();
+        for x in &mut xs[i..] {
+            *x = super::ggml_expf(*x - shift);
+            sum += *x;
+        }
+        sum
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn max(xs: &[f32]) -> f32 {
+        let mut acc = _mm256_set1_ps(f32::NEG_INFINITY);
+        let p = xs.as_ptr();
+        let mut i = 0;
+        // SAFETY: `i + 8 <= len`.
+        unsafe {
+            while i + 8 <= xs.len() {
+                // maxps returns its second operand when either is NaN: the running max stays.
+                acc = _mm256_max_ps(_mm256_loadu_ps(p.add(i)), acc);
+                i += 8;
+            }
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        lanes
+            .iter()
+            .chain(&xs[i..])
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
+    }
+
+    /// # Safety
     /// The CPU must have AVX2 and FMA; `x` and `y` have the same length.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -233,6 +319,30 @@ mod tests {
         }
         assert_eq!(ggml_expf(-200.0), 0.0);
         assert!(ggml_expf(100.0).is_infinite());
+    }
+
+    #[test]
+    fn simd_exp_sum_and_max_agree_with_the_references() {
+        for n in [0, 3, 8, 13, 64, 515] {
+            let xs: Vec<f32> = values(n, 5 + n as u32).iter().map(|v| v * 40.0).collect();
+            let m = max_f32(&xs);
+            assert_eq!(
+                m,
+                xs.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                "n={n}"
+            );
+            let (mut a, mut b) = (xs.clone(), xs.clone());
+            let (sa, sb) = (exp_sum_f32(&mut a, m), exp_sum_scalar(&mut b, m));
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.to_bits(), y.to_bits(), "n={n}");
+            }
+            let exact: f64 = xs.iter().map(|&x| ((x - m) as f64).exp()).sum();
+            assert!(
+                (sa as f64 - exact).abs() <= 1e-5 * exact.max(1e-30),
+                "n={n}: {sa} vs {exact}"
+            );
+            assert!((sa - sb).abs() <= 1e-5 * sb.abs().max(1e-30), "n={n}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Fine-tuning through the reference forward pass (`herd_model::reference`), which candle's
+//! Fine-tuning: LoRA on herd's own forward and backward pass ([`native`]) where it applies,
+//! otherwise through the reference forward pass (`herd_model::reference`), which candle's
 //! autograd differentiates: LoRA adapters (on a frozen base that may stay quantised) and full
 //! fine-tuning, AdamW as PyTorch computes it, schedules, gradient accumulation and clipping,
 //! checkpoints that resume to the same numbers, PEFT export and merging.
@@ -9,6 +10,7 @@ pub mod adapter;
 pub mod loss;
 pub mod merge;
 pub mod model;
+pub mod native;
 pub mod optim;
 pub mod recompute;
 pub mod trainer;

@@ -119,8 +119,13 @@ pub fn eval_loss(tm: &mut TrainModel, seqs: &[Sequence], batch_size: usize) -> R
         if b.targets() == 0 {
             continue;
         }
-        let logits = tm.model.forward(&b.ids_tensor()?, &b.layout, None)?;
-        sum += loss_sum(&logits, &b)?.to_scalar::<f32>()? as f64;
+        sum += match crate::native::loss_sum(tm, &b)? {
+            Some(l) => l,
+            None => {
+                let logits = tm.model.forward(&b.ids_tensor()?, &b.layout, None)?;
+                loss_sum(&logits, &b)?.to_scalar::<f32>()? as f64
+            }
+        };
         count += b.targets();
     }
     Ok((count > 0).then(|| sum / count as f64))
@@ -350,7 +355,10 @@ pub fn train(
             tm.set_dropout(&mut rng, bb, t)?;
             // The step's loss is the mean over all its target tokens.
             let scale = 1.0 / targets.max(1) as f64;
-            let (loss, g) = if cfg.grad_checkpointing {
+            let native = crate::native::loss_and_gradients(tm, b, scale, cfg.grad_checkpointing)?;
+            let (loss, g) = if let Some(r) = native {
+                r
+            } else if cfg.grad_checkpointing {
                 crate::recompute::loss_and_gradients(tm, b, scale)?
             } else {
                 let logits = tm.model.forward(&b.ids_tensor()?, &b.layout, None)?;

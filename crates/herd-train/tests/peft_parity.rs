@@ -100,17 +100,28 @@ fn mean_loss(tm: &TrainModel, b: &Batch) -> candle_core::Tensor {
     (loss_sum(&logits, b).unwrap() / b.targets() as f64).unwrap()
 }
 
-fn check(tm: TrainModel, fixture: &str, lr: f64) {
+/// The mean loss of the fixture's batch and the gradients of it, through candle's autograd
+/// on the reference pass or (`native`) through herd's own backward pass.
+fn loss_and_gradients(tm: &TrainModel, b: &Batch, native: bool) -> (f32, Vec<Vec<f32>>) {
+    if native {
+        let n = b.targets() as f64;
+        let (loss, g) = herd_train::native::loss_and_gradients(tm, b, 1.0 / n, false)
+            .unwrap()
+            .expect("the native pass covers this model");
+        return (loss / n as f32, g);
+    }
+    let loss = mean_loss(tm, b);
+    (
+        loss.to_scalar::<f32>().unwrap(),
+        gradients(tm, &loss, 1.0).unwrap(),
+    )
+}
+
+fn check(tm: TrainModel, fixture: &str, lr: f64, native: bool) {
     let want = reference(fixture);
     let b = batch();
-    let loss = mean_loss(&tm, &b);
-    close(
-        &[loss.to_scalar::<f32>().unwrap()],
-        &want["loss"],
-        1e-5,
-        "loss",
-    );
-    let grads = gradients(&tm, &loss, 1.0).unwrap();
+    let (loss, grads) = loss_and_gradients(&tm, &b, native);
+    close(&[loss], &want["loss"], 1e-5, "loss");
     for (p, g) in tm.params.iter().zip(&grads) {
         close(
             g,
@@ -130,9 +141,8 @@ fn check(tm: TrainModel, fixture: &str, lr: f64) {
     let mut moments = vec![Moments::default(); tm.params.len()];
     let mut losses = vec![];
     for step in 1..=5 {
-        let loss = mean_loss(&tm, &b);
-        losses.push(loss.to_scalar::<f32>().unwrap());
-        let g = gradients(&tm, &loss, 1.0).unwrap();
+        let (loss, g) = loss_and_gradients(&tm, &b, native);
+        losses.push(loss);
         apply(&tm, &g, &mut moments, &cfg, lr, step).unwrap();
     }
     close(&losses, &want["losses"], 1e-5, "losses of the five steps");
@@ -157,14 +167,25 @@ fn lora_step_gradients_and_adamw_equal_peft() {
     let tm = TrainModel::new(&m, &Method::Lora(adapter.config.clone()), 0).unwrap();
     tm.set_values(&adapter.values_for(&tm).unwrap()).unwrap();
     assert_eq!(tm.params.len(), 2 * 7 * 2);
-    check(tm, "lora_reference.safetensors", 1e-2);
+    check(tm, "lora_reference.safetensors", 1e-2, false);
+}
+
+/// herd's own forward and backward pass (what `herd tune` trains LoRA with) against PEFT.
+#[test]
+fn native_lora_step_gradients_and_adamw_equal_peft() {
+    let m = model();
+    let adapter = Adapter::read(&fixtures().join("lora_init")).unwrap();
+    let tm = TrainModel::new(&m, &Method::Lora(adapter.config.clone()), 0).unwrap();
+    tm.set_values(&adapter.values_for(&tm).unwrap()).unwrap();
+    assert_eq!(herd_train::native::unsupported(&tm), None);
+    check(tm, "lora_reference.safetensors", 1e-2, true);
 }
 
 #[test]
 fn full_fine_tuning_gradients_and_adamw_equal_pytorch() {
     let m = model();
     let tm = TrainModel::new(&m, &Method::Full, 0).unwrap();
-    check(tm, "full_reference.safetensors", 1e-3);
+    check(tm, "full_reference.safetensors", 1e-3, false);
 }
 
 /// Gradient checkpointing recomputes each layer in the backward pass; its loss and gradients
