@@ -31,8 +31,12 @@ use ops::{Rope, mm, rmsnorm, rmsnorm_backward};
 
 /// Why the native pass cannot train `tm` (`None` when it can).
 pub fn unsupported(tm: &TrainModel) -> Option<&'static str> {
-    let s = &tm.model.spec;
-    if !matches!(tm.method, Method::Lora(_)) {
+    unsupported_for(&tm.model.spec, &tm.method)
+}
+
+/// Why the native pass cannot train a model of spec `s` by `method` (`None` when it can).
+pub fn unsupported_for(s: &herd_model::spec::ModelSpec, method: &Method) -> Option<&'static str> {
+    if !matches!(method, Method::Lora(_)) {
         return Some("full fine-tuning");
     }
     if s.qk_norm {

@@ -253,11 +253,12 @@ pub fn run(a: Args) -> Result<()> {
     if !resume {
         if a.grad_checkpointing == "auto" {
             let longest = train_seqs.iter().map(Sequence::len).max().unwrap_or(0);
-            let need = herd_train::recompute::activation_bytes(
-                &model.spec,
-                spec.train.batch_size,
-                longest,
-            );
+            let (b, spec_m) = (spec.train.batch_size, &model.spec);
+            // The native pass keeps far less than candle's autograd (no `[T, T]` scores).
+            let need = match herd_train::native::unsupported_for(spec_m, &spec.train.method) {
+                None => herd_train::native::activation_bytes(spec_m, b, longest, false),
+                Some(_) => herd_train::recompute::activation_bytes(spec_m, b, longest),
+            };
             if let Some(avail) = super::available_memory()
                 && need > avail / 2
             {
@@ -274,6 +275,12 @@ pub fn run(a: Args) -> Result<()> {
         herd_model::io::atomic_write(&dir.join("train.json"), &serde_json::to_vec_pretty(&spec)?)?;
     }
     let mut tm = TrainModel::new(&model, &spec.train.method, spec.train.seed)?;
+    if !a.quiet {
+        match herd_train::native::unsupported(&tm) {
+            None => eprintln!("training on herd's native LoRA pass"),
+            Some(why) => eprintln!("training on the reference pass (candle autograd): {why}"),
+        }
+    }
     let total = herd_train::trainer::total_steps(train_seqs.len(), &spec.train);
     let bar = if a.quiet {
         ProgressBar::hidden()
