@@ -10,6 +10,7 @@
 //! between them and splits the work over the [`pool`]). `examples/kernels.rs` times them on
 //! real model shapes.
 
+pub mod attention;
 pub mod dequant;
 pub mod dot;
 mod gemm;

@@ -143,13 +143,16 @@ pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use x86::expf8 as x86_expf8;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
     /// `ggml_v_expf` (ggml-cpu's AVX2 exp), the vector form of [`super::ggml_expf`].
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    fn expf8(x: __m256) -> __m256 {
+    pub(crate) fn expf8(x: __m256) -> __m256 {
         let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
         let r = c(0x4b40_0000);
         let z = _mm256_fmadd_ps(x, c(0x3fb8_aa3b), r);

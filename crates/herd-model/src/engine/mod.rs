@@ -133,6 +133,8 @@ struct Buffers {
     scores: Vec<Vec<f32>>,
     /// Per new token: (sequence index, position).
     rows: Vec<(usize, usize)>,
+    /// Attention's units of work: (first row, rows), up to 8 consecutive rows of one sequence.
+    tiles: Vec<(usize, usize)>,
     out_rows: Vec<usize>,
     final_x: Vec<f32>,
     logits: Vec<f32>,
@@ -395,15 +397,28 @@ impl Engine {
             }
         }
 
+        // A prompt's tokens attend in tiles of 8 queries sharing their keys; a lone token
+        // (decoding) attends on its own.
+        b.tiles.clear();
+        let mut r = 0;
+        while r < n {
+            let mut e = r + 1;
+            while e < n && e - r < 8 && b.rows[e].0 == b.rows[r].0 {
+                e += 1;
+            }
+            b.tiles.push((r, e - r));
+            r = e;
+        }
         // Score buffers are sized to the caches' capacity, not the current length, so that
-        // they do not grow (and reallocate) as a sequence lengthens.
+        // they do not grow (and reallocate) as a sequence lengthens: a tile's scores for 8
+        // queries, then its transposed queries and output.
         let max_ctx = seqs.iter().map(|s| s.cache.capacity).max().unwrap_or(0);
         let nth = pool.n_threads();
         if b.scores.len() < nth {
             b.scores.resize_with(nth, Vec::new);
         }
         for s in b.scores.iter_mut() {
-            grow(s, max_ctx);
+            grow(s, 8 * max_ctx + 16 * spec.head_dim);
         }
 
         for (li, (lw, lv)) in tensors.layers.iter().zip(layers.iter()).enumerate() {
@@ -511,7 +526,7 @@ impl Engine {
                 c.k[at..at + kvd].copy_from_slice(&b.k[r * kvd..(r + 1) * kvd]);
                 c.v[at..at + kvd].copy_from_slice(&b.v[r * kvd..(r + 1) * kvd]);
             }
-            attention(spec, pool, b, li, seqs, n);
+            attention(spec, pool, b, li, seqs);
             matmul(
                 pool,
                 lw.o.as_weight(),
@@ -651,14 +666,14 @@ impl Engine {
     }
 }
 
-/// `attn[N, nh·hd]` from the queries in `b.q` and each sequence's cache, for layer `li`.
+/// `attn[N, nh·hd]` from the queries in `b.q` and each sequence's cache, for layer `li`, tile
+/// by tile (`b.tiles`).
 fn attention(
     spec: &ModelSpec,
     pool: &ThreadPool,
     b: &mut Buffers,
     li: usize,
     seqs: &[SeqInput<'_>],
-    n: usize,
 ) {
     {
         let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
@@ -671,19 +686,62 @@ fn attention(
         let q = &b.q;
         let attn = Ptr(b.attn.as_mut_ptr());
         let scores = Ptr(b.scores.as_mut_ptr());
+        let tiles = &b.tiles;
         pool.run(|ith, nth| {
             let (scores, attn) = (scores, attn);
             // SAFETY: each thread uses only its own score buffer.
             let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.0.add(ith) };
-            for item in chunk(n * nh, ith, nth) {
-                let (r, head) = (item / nh, item % nh);
-                let (si, pos) = rows[r];
+            for item in chunk(tiles.len() * nh, ith, nth) {
+                let ((r0, count), head) = (tiles[item / nh], item % nh);
+                let (si, _) = rows[r0];
                 let c = &*seqs[si].cache;
                 let off = c.layer_offset(li);
                 let (kc, vc) = (&c.k[off..], &c.v[off..]);
                 let kvh = head / group;
+                let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                if count > 1 {
+                    let len = sc_buf.len();
+                    let (sc, rest) = sc_buf.split_at_mut(len - 16 * hd);
+                    let (qt, out) = rest.split_at_mut(8 * hd);
+                    let (mut lo, mut hi) = ([0u32; 8], [0u32; 8]);
+                    for l in 0..8 {
+                        // Unused lanes repeat the tile's last query.
+                        let r = r0 + l.min(count - 1);
+                        let pos = rows[r].1;
+                        (lo[l], hi[l]) = (first_key(pos) as u32, pos as u32);
+                        for d in 0..hd {
+                            qt[d * 8 + l] = q[r * qd + head * hd + d];
+                        }
+                    }
+                    let tile = herd_kernels::attention::Tile {
+                        q: qt,
+                        k: &kc[kvh * hd..],
+                        v: &vc[kvh * hd..],
+                        stride: kvd,
+                        hd,
+                        lo,
+                        hi,
+                        scale,
+                        softcap,
+                    };
+                    herd_kernels::attention::attend8(&tile, sc, out);
+                    for l in 0..count {
+                        // SAFETY: (row, head) pairs are disjoint between threads.
+                        let o = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                attn.0.add((r0 + l) * qd + head * hd),
+                                hd,
+                            )
+                        };
+                        for (d, x) in o.iter_mut().enumerate() {
+                            *x = out[d * 8 + l];
+                        }
+                    }
+                    continue;
+                }
+                let (r, pos) = (r0, rows[r0].1);
                 let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
-                let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let lo = first_key(pos);
                 let sc = &mut sc_buf[..pos + 1 - lo];
                 for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
                     let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
