@@ -108,13 +108,13 @@ fn view(t: &Tensor) -> Result<View<'_>> {
 }
 
 /// A LoRA adapter's values for one step, and where its gradients go.
-struct LoraStep {
+struct LoraStep<'a> {
     a: Vec<f32>,
     b: Vec<f32>,
     r: usize,
     scale: f32,
     /// `[N, in]` dropout multipliers.
-    mask: Option<Vec<f32>>,
+    mask: Option<&'a [f32]>,
     /// Parameter indices of A and B.
     ia: usize,
     ib: usize,
@@ -126,7 +126,7 @@ struct Lin<'a> {
     out: usize,
     inp: usize,
     bias: Option<View<'a>>,
-    lora: Option<LoraStep>,
+    lora: Option<LoraStep<'a>>,
 }
 
 impl Lin<'_> {
@@ -150,7 +150,7 @@ impl Lin<'_> {
             }
         }
         let u = self.lora.as_ref().map(|l| {
-            let xm = masked(x, l.mask.as_deref());
+            let xm = masked(x, l.mask);
             let mut u = vec![0f32; n * l.r];
             mm(
                 &mut u,
@@ -227,7 +227,7 @@ impl Lin<'_> {
             l.scale,
         );
         // dA += s·gᵀ·(x⊙mask): [r, in]
-        let xm = masked(x, l.mask.as_deref());
+        let xm = masked(x, l.mask);
         mm(
             &mut grads[l.ia],
             &g,
@@ -239,7 +239,7 @@ impl Lin<'_> {
             l.scale,
         );
         // dx += s·(g·A)⊙mask: [N, in]
-        match &l.mask {
+        match l.mask {
             None => mm(
                 dx,
                 &g,
@@ -383,7 +383,7 @@ impl<'a> Pass<'a> {
     }
 
     /// Layer `li`'s projections in [`MODULES`] order, with this step's adapter values.
-    fn linears(&self, li: usize) -> Result<Vec<Lin<'a>>> {
+    fn linears(&self, li: usize) -> Result<Vec<Lin<'_>>> {
         let layer = &self.tm.model.layers[li];
         modules(layer)
             .into_iter()
@@ -405,7 +405,7 @@ impl<'a> Pass<'a> {
                             b: l.b.flatten_all()?.to_vec1()?,
                             r: l.a.dim(0)?,
                             scale: l.scaling as f32,
-                            mask: self.masks.get(&ia).cloned(),
+                            mask: self.masks.get(&ia).map(Vec::as_slice),
                             ia,
                             ib,
                         })
