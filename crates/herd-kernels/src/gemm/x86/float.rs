@@ -3,9 +3,10 @@
 //! - Few tokens: dot-product tiles of 3 rows × 3 tokens, eight lanes along the row, straight
 //!   from the weight bytes: each step loads eight elements of 3 activation and 3 weight rows
 //!   (widening halves) for 9 FMAs. (4 × 3 needs 17 registers and spills an accumulator.)
-//! - Many tokens: weights packed as f32 panels of 16 rows (`[k][16]`, converted once), and a
-//!   16 × 6 outer-product kernel: per element, two panel loads and six broadcast activations
-//!   feed 12 FMAs into 12 accumulators, with no horizontal sums at the end.
+//! - Many tokens: weights packed as f32 panels of 16 rows (`[k][16]`, converted once), tokens
+//!   regrouped six at a time (`[k][6]`), and a 16 × 6 outer-product kernel: per element, two
+//!   panel loads and six broadcasts of consecutive activations feed 12 FMAs into 12
+//!   accumulators, with no horizontal sums at the end.
 
 use std::arch::x86_64::*;
 
@@ -175,20 +176,61 @@ unsafe fn go_packed<W: Lanes>(
 ) {
     let (rows, k) = (w.rows, w.cols);
     assert_eq!(x.f32s.len(), x.n * k, "float tiles need f32 activations");
-    let (rb, data, xs) = (w.row_bytes(), w.data, x.f32s);
-    // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
-    // `x.n`; `pack` writes one panel of `64 * k` bytes.
-    unsafe {
-        drive_packed::<PV, PRN>(
-            pool,
-            rows,
-            x.n,
-            y,
-            64 * k,
-            |r0, dst| pack::<W>(data.as_ptr(), rows, rb, k, r0, dst),
-            |panel, t0, rn| kern_any(panel, k, xs.as_ptr().add(t0 * k), rn),
-        )
-    }
+    let (rb, data) = (w.row_bytes(), w.data);
+    XPACK.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let xs = pack_tokens(pool, x.f32s, x.n, k, &mut buf);
+        // SAFETY: the closures are called with panel starts inside `rows` and token ranges
+        // inside `x.n` starting at multiples of `PRN` (`drive_packed` steps by it); `pack`
+        // writes one panel of `64 * k` bytes; group `t0 / PRN` of `xs` holds `PRN · k` floats.
+        unsafe {
+            drive_packed::<PV, PRN>(
+                pool,
+                rows,
+                x.n,
+                y,
+                64 * k,
+                |r0, dst| pack::<W>(data.as_ptr(), rows, rb, k, r0, dst),
+                |panel, t0, rn| kern_any(panel, k, xs.as_ptr().add(t0 * k), rn),
+            )
+        }
+    });
+}
+
+thread_local! {
+    /// The caller's buffer of activations regrouped for the packed kernel, kept between calls
+    /// so that steady-state prefill does not allocate.
+    static XPACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Regroups `n` token rows of `k` as groups of [`PRN`] tokens, `[k][PRN]` each (the last group
+/// padded with zeros): the kernel's six broadcasts per element then read one stream of
+/// consecutive floats instead of six rows `k` apart.
+fn pack_tokens<'b>(
+    pool: &ThreadPool,
+    xs: &[f32],
+    n: usize,
+    k: usize,
+    buf: &'b mut Vec<f32>,
+) -> &'b [f32] {
+    let groups = n.div_ceil(PRN);
+    buf.clear();
+    buf.resize(groups * PRN * k, 0.0);
+    let out = SharedMut(buf.as_mut_ptr());
+    // Spread over the pool: done serially it held the other threads up (about 5 % of a
+    // two-thread prefill).
+    pool.run_dynamic(groups, |g| {
+        // SAFETY: group `g` (`PRN · k` floats at `g · PRN · k`) is claimed once and lies
+        // inside `buf`, which outlives `run_dynamic`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.at(g * PRN * k), PRN * k) };
+        for j in 0..PRN.min(n - g * PRN) {
+            let t = g * PRN + j;
+            for (e, &v) in xs[t * k..(t + 1) * k].iter().enumerate() {
+                dst[e * PRN + j] = v;
+            }
+        }
+    });
+    buf
 }
 
 /// Packs rows `r0..r0 + 16` (zeros past `rows`) as f32 `[k][16]` at `dst`.
@@ -269,25 +311,25 @@ unsafe fn kern_any(panel: *const u8, k: usize, x: *const f32, rn: usize) -> [[__
 /// `[j][v]` lane `r`: panel row `8v + r` · token `j`.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements and `x` `N` token
-/// rows of `k` f32.
+/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements and `x` a group of
+/// tokens as [`pack_tokens`] lays it out (`[k][PRN]`), of which the first `N` are used.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn kern<const N: usize>(panel: *const u8, k: usize, x: *const f32) -> [[__m256; PV]; N] {
     let mut acc = [[_mm256_setzero_ps(); PV]; N];
-    let rows: [*const f32; N] = std::array::from_fn(|j| x.wrapping_add(j * k));
-    let mut p = panel;
-    for e in 0..k {
-        // SAFETY: element `e < k` of the panel (at `p`) and of each token row.
+    let (mut p, mut xp) = (panel, x);
+    for _ in 0..k {
+        // SAFETY: element `e < k` of the panel (at `p`) and of the token group (at `xp`).
         unsafe {
             let w0 = _mm256_loadu_ps(p.cast());
             let w1 = _mm256_loadu_ps(p.add(32).cast());
-            for (a, r) in acc.iter_mut().zip(&rows) {
-                let xv = _mm256_set1_ps(*r.add(e));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let xv = _mm256_broadcast_ss(&*xp.add(j));
                 a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
                 a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
             }
             p = p.add(64);
+            xp = xp.add(PRN);
         }
     }
     acc
