@@ -179,6 +179,19 @@ pub(super) fn dot_q3_k(w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc)
 }
 
+/// Asks for the cache lines of the `len`-byte block 1 KiB after `p`: decoding streams the
+/// weights once, and this keeps more reads in flight than the hardware prefetcher alone.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn prefetch_ahead(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        // A prefetch never faults, whatever the address.
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(1024 + off).cast());
+        off += 64;
+    }
+}
+
 /// Q4_K and Q5_K share everything but the fifth bit.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
@@ -189,6 +202,7 @@ fn dot_q45_k<const FIVE: bool>(w: &[u8], a: &[u8]) -> f32 {
     let mut acc_m = _mm_setzero_ps();
     for (x, yb) in w.chunks_exact(bs).zip(a.chunks_exact(Q8K)) {
         let (xp, y) = (x.as_ptr(), yb.as_ptr());
+        prefetch_ahead(xp, bs);
         let sm = k4_scales_mins(&x[4..16]);
         // SAFETY: `x` is a whole Q4_K/Q5_K block, `yb` a whole Q8_K block, `sm` 16 bytes.
         unsafe {
@@ -258,6 +272,7 @@ pub(super) fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, yb) in w.chunks_exact(210).zip(a.chunks_exact(Q8K)) {
         let (xp, y) = (x.as_ptr(), yb.as_ptr());
+        prefetch_ahead(xp, 210);
         // SAFETY: `x` is a whole Q6_K block and `yb` a whole Q8_K block.
         unsafe {
             let d = scale8(xp.add(208), q8k_d(y));
