@@ -124,6 +124,88 @@ fn native_pass_equals_the_reference_on_llama_qwen2_mistral_and_stories260k() {
     );
 }
 
+/// QLoRA: on a Q8_0 base the native pass multiplies by the dequantised weights; the reference
+/// pass given the same dequantised weights as dense matrices must agree with it.
+#[test]
+fn native_pass_trains_on_a_quantized_base() {
+    use herd_model::reference::{LinearWeight, to_tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llama-q8_0.gguf");
+    let hf = Model::open(shared().join("golden/hf-tiny/llama")).unwrap();
+    herd_model::export::write_gguf(
+        &hf,
+        &path,
+        &herd_model::export::uniform_plan(herd_kernels::GgmlType::Q8_0),
+        &[],
+    )
+    .unwrap();
+    let q8 = Model::open(&path).unwrap();
+    let cfg = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: MODULES.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut tm = TrainModel::new(&q8, &Method::Lora(cfg), 7).unwrap();
+    let mut rng = Rng::new(2);
+    let values: HashMap<String, Vec<f32>> = tm
+        .values()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _, v)| {
+            (
+                n,
+                v.iter()
+                    .map(|_| (rng.next_f64() - 0.5) as f32 * 0.2)
+                    .collect(),
+            )
+        })
+        .collect();
+    tm.set_values(&values).unwrap();
+    let b = batch(q8.spec.vocab_size, 9);
+    let scale = 1.0 / b.targets() as f64;
+    let (loss, got) = herd_train::native::loss_and_gradients(&tm, &b, scale, false)
+        .unwrap()
+        .unwrap();
+    let mut quantized = 0;
+    for l in tm.model.layers.iter_mut() {
+        for lin in [
+            &mut l.q,
+            &mut l.k,
+            &mut l.v,
+            &mut l.o,
+            &mut l.gate,
+            &mut l.up,
+            &mut l.down,
+        ] {
+            if let LinearWeight::Quantized(q) = &lin.weight {
+                lin.weight = LinearWeight::Dense(to_tensor(q, &candle_core::Device::Cpu).unwrap());
+                quantized += 1;
+            }
+        }
+    }
+    assert_eq!(
+        quantized,
+        7 * q8.spec.n_layers,
+        "every projection stayed Q8_0"
+    );
+    let logits = tm
+        .model
+        .forward(&b.ids_tensor().unwrap(), &b.layout, None)
+        .unwrap();
+    let want_loss = loss_sum(&logits, &b).unwrap();
+    let want = gradients(&tm, &want_loss, scale).unwrap();
+    close(
+        &[loss],
+        &[want_loss.to_scalar::<f32>().unwrap()],
+        1e-5,
+        "Q8_0 base: loss",
+    );
+    for (p, (g, w)) in tm.params.iter().zip(got.iter().zip(&want)) {
+        close(g, w, 1e-5, &format!("Q8_0 base: gradient of {}", p.name));
+    }
+}
+
 #[test]
 fn native_pass_declines_what_it_does_not_cover() {
     let qwen3 = Model::open(shared().join("golden/hf-tiny/qwen3")).unwrap();
