@@ -225,11 +225,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = herd_model::rng::Rng::new(seed);
-        (0..n).map(|_| (r.next_f64() * 2.0 - 1.0) as f32).collect()
-    }
+    use crate::native::test_values as values;
 
     /// Row 0: two packed examples; row 1: one example and padding.
     fn layout() -> Layout {

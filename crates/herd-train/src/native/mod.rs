@@ -16,6 +16,13 @@
 pub mod attention;
 pub mod ops;
 
+/// Deterministic values in [-1, 1) for the unit tests of `native/`.
+#[cfg(test)]
+fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = herd_model::rng::Rng::new(seed);
+    (0..n).map(|_| (r.next_f64() * 2.0 - 1.0) as f32).collect()
+}
+
 use std::collections::HashMap;
 use std::ops::Deref;
 

@@ -223,11 +223,7 @@ pub fn cross_entropy(logits: &mut [f32], v: usize, tokens: &[u32], scale: f32) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut r = herd_model::rng::Rng::new(seed);
-        (0..n).map(|_| (r.next_f64() * 2.0 - 1.0) as f32).collect()
-    }
+    use crate::native::test_values as values;
 
     #[test]
     fn mm_matches_the_naive_product_in_every_transpose() {

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, hsum_ps};
+use super::{f16_at, hsum_ps, prefetch_ahead};
 
 /// Eight f16 at `p` widened to f32.
 ///
@@ -117,9 +117,7 @@ unsafe fn dot8<W: Lanes, X: Lanes>(w: *const u8, x: *const u8, n: usize) -> f32 
     // SAFETY (all loads below): `i + 8 * k + 8 <= n` elements, within both rows.
     unsafe {
         while i + 32 <= n {
-            // Decoding streams the weights once: asking for them 1 KiB ahead keeps more reads
-            // in flight than the hardware prefetcher alone (TinyLlama F16: about +9 % tokens/s).
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * wsz + 1024).cast());
+            prefetch_ahead(w.wrapping_add(i * wsz), 32 * wsz);
             for (k, a) in acc.iter_mut().enumerate() {
                 let e = i + 8 * k;
                 *a = _mm256_fmadd_ps(W::load8(w.add(e * wsz)), X::load8(x.add(e * xsz)), *a);

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_bcast, hsum_ps, load128, load256};
+use super::{f16_bcast, hsum_ps, load128, load256, prefetch_ahead};
 use crate::dequant::q3_k_scales;
 
 const Q8K: usize = 292;
@@ -177,19 +177,6 @@ pub(super) fn dot_q3_k(w: &[u8], a: &[u8]) -> f32 {
         }
     }
     hsum_ps(acc)
-}
-
-/// Asks for the cache lines of the `len`-byte block 1 KiB after `p`: decoding streams the
-/// weights once, and this keeps more reads in flight than the hardware prefetcher alone.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn prefetch_ahead(p: *const u8, len: usize) {
-    let mut off = 0;
-    while off < len {
-        // A prefetch never faults, whatever the address.
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(1024 + off).cast());
-        off += 64;
-    }
 }
 
 /// Q4_K and Q5_K share everything but the fifth bit.

@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use super::{
     bytes_from_bits32, dot_i8_i32, dot_u8_i32, f16_at, f16_bcast, hsum_ps, load256, nibbles32,
+    prefetch_ahead,
 };
 
 /// Σ over blocks of `a·b` for the `(a, b)` that `f(i)` returns for block `i`, into two
@@ -231,9 +232,7 @@ pub(super) fn dot_q8_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
         // SAFETY: block i is within all three rows.
         unsafe {
             let (x, y, z) = (wp.add(34 * i), ap.add(34 * i), zp.add(8 * i));
-            // Decoding streams the weights once: asking for them 1 KiB ahead keeps more
-            // reads in flight than the hardware prefetcher alone (about +5–10 % tokens/s).
-            _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(1024).cast());
+            prefetch_ahead(x, 34);
             let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
             let q = _mm256_cvtepi32_ps(dot_i8_i32(load256(x.add(2)), load256(y.add(2))));
             (d, q)
@@ -259,7 +258,7 @@ pub(super) fn dot_pairs<const FIVE: bool>(w: &[u8], a: &[u8], aux: &[u8]) -> f32
         // (checked by the wrapper).
         unsafe {
             let (x, z) = (wp.add(2 * p * wb), zp.add(128 * p));
-            _mm_prefetch::<_MM_HINT_T0>(x.wrapping_add(1024).cast());
+            prefetch_ahead(x, 2 * wb);
             let v = _mm256_loadu2_m128i(x.add(wb + qs).cast(), x.add(qs).cast());
             let mut lo = _mm256_and_si256(v, m4);
             let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
