@@ -4,7 +4,7 @@
 //! kernels take several rows × several tokens at once, so each decoded weight value is used
 //! for several tokens while it sits in a register:
 //! - float weights (F32/F16/BF16): below 32 tokens, 3 rows × 3 tokens of dot products straight
-//!   from the weight bytes; from 32, rows repacked as f32 panels of 16 and a 16 × 6
+//!   from the weight bytes; from 32, rows repacked as panels of 16 (F16 or f32) and a 16 × 6
 //!   outer-product kernel (see `x86/float.rs`);
 //! - quantised weights: the rows of a block of the matrix are first repacked ("panels" of 8
 //!   rows, 4 consecutive quants of each row side by side), then each 32-byte load of a panel

@@ -100,6 +100,9 @@ fn matmul_edges_and_thread_counts() {
     // Long rows, not a multiple of the float kernels' steps.
     check(GgmlType::F16, 19, 600, 33, 2);
     check(GgmlType::F32, 9, 520, 40, 1);
+    // The packed float kernel on rows that are not a multiple of 8 long.
+    check(GgmlType::F32, 18, 517, 40, 2);
+    check(GgmlType::BF16, 17, 780, 37, 1);
     // Float rows that are not a multiple of 8 long take the scalar tail of the tiles.
     for n in [1, 4, 40] {
         check(GgmlType::F32, 7, 45, n, 2);

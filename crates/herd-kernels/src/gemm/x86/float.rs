@@ -3,10 +3,11 @@
 //! - Few tokens: dot-product tiles of 3 rows × 3 tokens, eight lanes along the row, straight
 //!   from the weight bytes: each step loads eight elements of 3 activation and 3 weight rows
 //!   (widening halves) for 9 FMAs. (4 × 3 needs 17 registers and spills an accumulator.)
-//! - Many tokens: weights packed as f32 panels of 16 rows (`[k][16]`, converted once), tokens
-//!   regrouped six at a time (`[k][6]`), and a 16 × 6 outer-product kernel: per element, two
-//!   panel loads and six broadcasts of consecutive activations feed 12 FMAs into 12
-//!   accumulators, with no horizontal sums at the end.
+//! - Many tokens: weights packed as panels of 16 rows (`[k][16]`, F16 weights as F16 and the
+//!   others as f32), tokens regrouped six at a time (`[k][6]`), and a 16 × 6 outer-product
+//!   kernel: per element, two panel loads (widened from F16 on the fly, which costs no FMA
+//!   slot on Zen 3 and halves the bytes streamed from L2) and six broadcasts of consecutive
+//!   activations feed 12 FMAs into 12 accumulators, with no horizontal sums at the end.
 
 use std::arch::x86_64::*;
 
@@ -32,9 +33,9 @@ pub(super) unsafe fn run(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, 
     unsafe {
         let packed = x.n >= PACK_MIN;
         match w.dtype {
-            GgmlType::F32 if packed => go_packed::<F32>(pool, w, x, y),
-            GgmlType::F16 if packed => go_packed::<F16>(pool, w, x, y),
-            GgmlType::BF16 if packed => go_packed::<Bf16>(pool, w, x, y),
+            GgmlType::F32 if packed => go_packed::<F32, F32>(pool, w, x, y),
+            GgmlType::F16 if packed => go_packed::<F16, F16>(pool, w, x, y),
+            GgmlType::BF16 if packed => go_packed::<Bf16, F32>(pool, w, x, y),
             GgmlType::F32 => go::<F32>(pool, w, x, y),
             GgmlType::F16 => go::<F16>(pool, w, x, y),
             GgmlType::BF16 => go::<Bf16>(pool, w, x, y),
@@ -167,8 +168,10 @@ unsafe fn tile<W: Lanes, const M: usize, const N: usize>(
     }
 }
 
+/// Weights `W` packed as panels of `P` (F16 weights stay F16: half the bytes of each panel to
+/// stream from L2 and twice the rows per cache-sized work item, for one conversion per load).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn go_packed<W: Lanes>(
+unsafe fn go_packed<W: Lanes, P: Lanes>(
     pool: &ThreadPool,
     w: WeightRef<'_>,
     x: &Prepared<'_>,
@@ -182,16 +185,17 @@ unsafe fn go_packed<W: Lanes>(
         let xs = pack_tokens(pool, x.f32s, x.n, k, &mut buf);
         // SAFETY: the closures are called with panel starts inside `rows` and token ranges
         // inside `x.n` starting at multiples of `PRN` (`drive_packed` steps by it); `pack`
-        // writes one panel of `64 * k` bytes; group `t0 / PRN` of `xs` holds `PRN · k` floats.
+        // writes one panel of `16 · P::SIZE · k` bytes; group `t0 / PRN` of `xs` holds
+        // `PRN · k` floats.
         unsafe {
             drive_packed::<PV, PRN>(
                 pool,
                 rows,
                 x.n,
                 y,
-                64 * k,
-                |r0, dst| pack::<W>(data.as_ptr(), rows, rb, k, r0, dst),
-                |panel, t0, rn| kern_any(panel, k, xs.as_ptr().add(t0 * k), rn),
+                16 * P::SIZE * k,
+                |r0, dst| pack::<W, P>(data.as_ptr(), rows, rb, k, r0, dst),
+                |panel, t0, rn| kern_any::<P>(panel, k, xs.as_ptr().add(t0 * k), rn),
             )
         }
     });
@@ -233,13 +237,14 @@ fn pack_tokens<'b>(
     buf
 }
 
-/// Packs rows `r0..r0 + 16` (zeros past `rows`) as f32 `[k][16]` at `dst`.
+/// Packs rows `r0..r0 + 16` (zeros past `rows`) as `[k][16]` elements of `P` (F32, or F16
+/// for F16 weights) at `dst`.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `data` holds `rows` rows of `rb` bytes (`k`
-/// elements) and `dst` has room for `64 * k` bytes.
+/// elements) and `dst` has room for `16 · P::SIZE · k` bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack<W: Lanes>(
+unsafe fn pack<W: Lanes, P: Lanes>(
     data: *const u8,
     rows: usize,
     rb: usize,
@@ -265,7 +270,7 @@ unsafe fn pack<W: Lanes>(
             });
             for (kk, t) in transpose8(v).iter().enumerate() {
                 // SAFETY: element `e + kk < k` of the panel, half `h`.
-                unsafe { _mm256_storeu_si256(dst.add((e + kk) * 64 + 32 * h).cast(), *t) };
+                unsafe { store8::<P>(dst.add(((e + kk) * 16 + 8 * h) * P::SIZE), *t) };
             }
             e += 8;
         }
@@ -278,11 +283,34 @@ unsafe fn pack<W: Lanes>(
                     } else {
                         0.0
                     };
-                    dst.add(e * 64 + 4 * (8 * h + r))
-                        .cast::<f32>()
-                        .write_unaligned(v);
+                    let at = dst.add((e * 16 + 8 * h + r) * P::SIZE);
+                    if P::SIZE == 2 {
+                        at.cast::<u16>()
+                            .write_unaligned(half::f16::from_f32(v).to_bits());
+                    } else {
+                        at.cast::<f32>().write_unaligned(v);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Stores the eight f32 lanes of `t` (read as float bits) at `dst` as elements of `P`.
+///
+/// # Safety
+/// `dst` must be valid for writing `8 · P::SIZE` bytes; the CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn store8<P: Lanes>(dst: *mut u8, t: __m256i) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        if P::SIZE == 2 {
+            // Exact: the values came from F16 weights.
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_castsi256_ps(t));
+            _mm_storeu_si128(dst.cast(), h);
+        } else {
+            _mm256_storeu_si256(dst.cast(), t);
         }
     }
 }
@@ -293,13 +321,18 @@ unsafe fn pack<W: Lanes>(
 /// As [`kern`].
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn kern_any(panel: *const u8, k: usize, x: *const f32, rn: usize) -> [[__m256; PV]; PRN] {
+unsafe fn kern_any<P: Lanes>(
+    panel: *const u8,
+    k: usize,
+    x: *const f32,
+    rn: usize,
+) -> [[__m256; PV]; PRN] {
     let mut out = [[_mm256_setzero_ps(); PV]; PRN];
     macro_rules! widths {
         ($($n:literal),*) => {
             match rn {
                 // SAFETY: forwarded to the caller.
-                $($n => out[..$n].copy_from_slice(&unsafe { kern::<$n>(panel, k, x) }),)*
+                $($n => out[..$n].copy_from_slice(&unsafe { kern::<P, $n>(panel, k, x) }),)*
                 _ => unreachable!("{rn} tokens"),
             }
         };
@@ -311,24 +344,29 @@ unsafe fn kern_any(panel: *const u8, k: usize, x: *const f32, rn: usize) -> [[__
 /// `[j][v]` lane `r`: panel row `8v + r` · token `j`.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements and `x` a group of
-/// tokens as [`pack_tokens`] lays it out (`[k][PRN]`), of which the first `N` are used.
+/// The CPU must have AVX2, FMA and F16C; `panel` holds `k` packed elements of `P` and `x` a
+/// group of tokens as [`pack_tokens`] lays it out (`[k][PRN]`), of which the first `N` are
+/// used.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn kern<const N: usize>(panel: *const u8, k: usize, x: *const f32) -> [[__m256; PV]; N] {
+unsafe fn kern<P: Lanes, const N: usize>(
+    panel: *const u8,
+    k: usize,
+    x: *const f32,
+) -> [[__m256; PV]; N] {
     let mut acc = [[_mm256_setzero_ps(); PV]; N];
     let (mut p, mut xp) = (panel, x);
     for _ in 0..k {
         // SAFETY: element `e < k` of the panel (at `p`) and of the token group (at `xp`).
         unsafe {
-            let w0 = _mm256_loadu_ps(p.cast());
-            let w1 = _mm256_loadu_ps(p.add(32).cast());
+            let w0 = P::load8(p);
+            let w1 = P::load8(p.add(8 * P::SIZE));
             for (j, a) in acc.iter_mut().enumerate() {
                 let xv = _mm256_broadcast_ss(&*xp.add(j));
                 a[0] = _mm256_fmadd_ps(w0, xv, a[0]);
                 a[1] = _mm256_fmadd_ps(w1, xv, a[1]);
             }
-            p = p.add(64);
+            p = p.add(16 * P::SIZE);
             xp = xp.add(PRN);
         }
     }
