@@ -55,17 +55,17 @@ fn close(got: &[f32], want: &[f32], rel: f32, what: &str) {
     );
 }
 
-fn compare(model: Model, what: &str) {
+/// A rank-4 LoRA on all seven projections of `model`, every adapter matrix set to random
+/// values drawn from `seed` (B starts at zero, which would leave A's gradients zero).
+fn lora_with_values(model: &Model, dropout: f32, seed: u64) -> TrainModel {
     let cfg = LoraConfig {
         r: 4,
         alpha: 8.0,
-        dropout: 0.2,
+        dropout,
         targets: MODULES.iter().map(|s| s.to_string()).collect(),
     };
-    let mut tm = TrainModel::new(&model, &Method::Lora(cfg), 7).unwrap();
-    assert_eq!(herd_train::native::unsupported(&tm), None, "{what}");
-    // B starts at zero, which would leave A's gradients zero: give every matrix values.
-    let mut rng = Rng::new(11);
+    let tm = TrainModel::new(model, &Method::Lora(cfg), 7).unwrap();
+    let mut rng = Rng::new(seed);
     let values: HashMap<String, Vec<f32>> = tm
         .values()
         .unwrap()
@@ -79,6 +79,12 @@ fn compare(model: Model, what: &str) {
         })
         .collect();
     tm.set_values(&values).unwrap();
+    tm
+}
+
+fn compare(model: Model, what: &str) {
+    let mut tm = lora_with_values(&model, 0.2, 11);
+    assert_eq!(herd_train::native::unsupported(&tm), None, "{what}");
     let b = batch(model.spec.vocab_size, 5);
     let (bs, t) = (b.ids.len(), b.ids[0].len());
     tm.set_dropout(&mut Rng::new(3), bs, t).unwrap();
@@ -140,28 +146,7 @@ fn native_pass_trains_on_a_quantized_base() {
     )
     .unwrap();
     let q8 = Model::open(&path).unwrap();
-    let cfg = LoraConfig {
-        r: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        targets: MODULES.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut tm = TrainModel::new(&q8, &Method::Lora(cfg), 7).unwrap();
-    let mut rng = Rng::new(2);
-    let values: HashMap<String, Vec<f32>> = tm
-        .values()
-        .unwrap()
-        .into_iter()
-        .map(|(n, _, v)| {
-            (
-                n,
-                v.iter()
-                    .map(|_| (rng.next_f64() - 0.5) as f32 * 0.2)
-                    .collect(),
-            )
-        })
-        .collect();
-    tm.set_values(&values).unwrap();
+    let mut tm = lora_with_values(&q8, 0.0, 2);
     let b = batch(q8.spec.vocab_size, 9);
     let scale = 1.0 / b.targets() as f64;
     let (loss, got) = herd_train::native::loss_and_gradients(&tm, &b, scale, false)

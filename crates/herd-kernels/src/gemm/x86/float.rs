@@ -171,7 +171,7 @@ unsafe fn tile<W: Lanes, const M: usize, const N: usize>(
 /// Weights `W` packed as panels of `P` (F16 weights stay F16: half the bytes of each panel to
 /// stream from L2 and twice the rows per cache-sized work item, for one conversion per load).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn go_packed<W: Lanes, P: Lanes>(
+unsafe fn go_packed<W: Lanes, P: Panel>(
     pool: &ThreadPool,
     w: WeightRef<'_>,
     x: &Prepared<'_>,
@@ -244,7 +244,7 @@ fn pack_tokens<'b>(
 /// The CPU must have AVX2, FMA and F16C; `data` holds `rows` rows of `rb` bytes (`k`
 /// elements) and `dst` has room for `16 · P::SIZE · k` bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack<W: Lanes, P: Lanes>(
+unsafe fn pack<W: Lanes, P: Panel>(
     data: *const u8,
     rows: usize,
     rb: usize,
@@ -270,7 +270,7 @@ unsafe fn pack<W: Lanes, P: Lanes>(
             });
             for (kk, t) in transpose8(v).iter().enumerate() {
                 // SAFETY: element `e + kk < k` of the panel, half `h`.
-                unsafe { store8::<P>(dst.add(((e + kk) * 16 + 8 * h) * P::SIZE), *t) };
+                unsafe { P::store8(dst.add(((e + kk) * 16 + 8 * h) * P::SIZE), *t) };
             }
             e += 8;
         }
@@ -283,34 +283,57 @@ unsafe fn pack<W: Lanes, P: Lanes>(
                     } else {
                         0.0
                     };
-                    let at = dst.add((e * 16 + 8 * h + r) * P::SIZE);
-                    if P::SIZE == 2 {
-                        at.cast::<u16>()
-                            .write_unaligned(half::f16::from_f32(v).to_bits());
-                    } else {
-                        at.cast::<f32>().write_unaligned(v);
-                    }
+                    P::store1(dst.add((e * 16 + 8 * h + r) * P::SIZE), v);
                 }
             }
         }
     }
 }
 
-/// Stores the eight f32 lanes of `t` (read as float bits) at `dst` as elements of `P`.
-///
-/// # Safety
-/// `dst` must be valid for writing `8 · P::SIZE` bytes; the CPU must have AVX2, FMA and F16C.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn store8<P: Lanes>(dst: *mut u8, t: __m256i) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        if P::SIZE == 2 {
-            // Exact: the values came from F16 weights.
+/// An element type of the packed panels: f32, or F16 for F16 weights (exact, so packing them
+/// loses nothing). Only these two implement it, so a panel is never stored in one half type
+/// and read back as another.
+trait Panel: Lanes {
+    /// Stores the eight f32 lanes of `t` (as float bits) at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writing `8 · SIZE` bytes; the CPU must have AVX2, FMA and F16C.
+    unsafe fn store8(dst: *mut u8, t: __m256i);
+    /// Stores `v` at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writing `SIZE` bytes.
+    unsafe fn store1(dst: *mut u8, v: f32);
+}
+
+impl Panel for F32 {
+    #[inline(always)]
+    unsafe fn store8(dst: *mut u8, t: __m256i) {
+        // SAFETY: forwarded to the caller.
+        unsafe { _mm256_storeu_si256(dst.cast(), t) }
+    }
+    #[inline(always)]
+    unsafe fn store1(dst: *mut u8, v: f32) {
+        // SAFETY: forwarded to the caller.
+        unsafe { dst.cast::<f32>().write_unaligned(v) }
+    }
+}
+
+impl Panel for F16 {
+    #[inline(always)]
+    unsafe fn store8(dst: *mut u8, t: __m256i) {
+        // SAFETY: forwarded to the caller (who has F16C).
+        unsafe {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_castsi256_ps(t));
             _mm_storeu_si128(dst.cast(), h);
-        } else {
-            _mm256_storeu_si256(dst.cast(), t);
+        }
+    }
+    #[inline(always)]
+    unsafe fn store1(dst: *mut u8, v: f32) {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            dst.cast::<u16>()
+                .write_unaligned(half::f16::from_f32(v).to_bits())
         }
     }
 }
