@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, hsum_ps, prefetch_ahead};
+use super::{f16_at, hsum_ps, prefetch_ahead, software_prefetch};
 
 /// Eight f16 at `p` widened to f32.
 ///
@@ -114,10 +114,11 @@ unsafe fn dot8<W: Lanes, X: Lanes>(w: *const u8, x: *const u8, n: usize) -> f32 
     // Four independent accumulators hide the FMA latency.
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
+    let pf = software_prefetch();
     // SAFETY (all loads below): `i + 8 * k + 8 <= n` elements, within both rows.
     unsafe {
         while i + 32 <= n {
-            prefetch_ahead(w.wrapping_add(i * wsz), 32 * wsz);
+            prefetch_ahead(w.wrapping_add(i * wsz), 32 * wsz, pf);
             for (k, a) in acc.iter_mut().enumerate() {
                 let e = i + 8 * k;
                 *a = _mm256_fmadd_ps(W::load8(w.add(e * wsz)), X::load8(x.add(e * xsz)), *a);

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_bcast, hsum_ps, load128, load256, prefetch_ahead};
+use super::{f16_bcast, hsum_ps, load128, load256, prefetch_ahead, software_prefetch};
 use crate::dequant::q3_k_scales;
 
 const Q8K: usize = 292;
@@ -187,9 +187,10 @@ fn dot_q45_k<const FIVE: bool>(w: &[u8], a: &[u8]) -> f32 {
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
+    let pf = software_prefetch();
     for (x, yb) in w.chunks_exact(bs).zip(a.chunks_exact(Q8K)) {
         let (xp, y) = (x.as_ptr(), yb.as_ptr());
-        prefetch_ahead(xp, bs);
+        prefetch_ahead(xp, bs, pf);
         let sm = k4_scales_mins(&x[4..16]);
         // SAFETY: `x` is a whole Q4_K/Q5_K block, `yb` a whole Q8_K block, `sm` 16 bytes.
         unsafe {
@@ -257,9 +258,10 @@ pub(super) fn dot_q6_k(w: &[u8], a: &[u8]) -> f32 {
     let m4 = _mm256_set1_epi8(0xF);
     let m3 = _mm256_set1_epi8(3);
     let mut acc = _mm256_setzero_ps();
+    let pf = software_prefetch();
     for (x, yb) in w.chunks_exact(210).zip(a.chunks_exact(Q8K)) {
         let (xp, y) = (x.as_ptr(), yb.as_ptr());
-        prefetch_ahead(xp, 210);
+        prefetch_ahead(xp, 210, pf);
         // SAFETY: `x` is a whole Q6_K block and `yb` a whole Q8_K block.
         unsafe {
             let d = scale8(xp.add(208), q8k_d(y));

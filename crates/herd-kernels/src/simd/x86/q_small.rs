@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::{
     bytes_from_bits32, dot_i8_i32, dot_u8_i32, f16_at, f16_bcast, hsum_ps, load256, nibbles32,
-    prefetch_ahead,
+    prefetch_ahead, software_prefetch,
 };
 
 /// Σ over blocks of `a·b` for the `(a, b)` that `f(i)` returns for block `i`, into two
@@ -228,11 +228,12 @@ pub(super) fn dot_q5_1_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0_aux(w: &[u8], a: &[u8], aux: &[u8]) -> f32 {
     let (wp, ap, zp) = (w.as_ptr(), a.as_ptr(), aux.as_ptr());
+    let pf = software_prefetch();
     fma_blocks(w.len() / 34, |i| {
         // SAFETY: block i is within all three rows.
         unsafe {
             let (x, y, z) = (wp.add(34 * i), ap.add(34 * i), zp.add(8 * i));
-            prefetch_ahead(x, 34);
+            prefetch_ahead(x, 34, pf);
             let d = _mm256_mul_ps(f16_bcast(x), _mm256_set1_ps(f32_at(z)));
             let q = _mm256_cvtepi32_ps(dot_i8_i32(load256(x.add(2)), load256(y.add(2))));
             (d, q)
@@ -253,12 +254,13 @@ pub(super) fn dot_pairs<const FIVE: bool>(w: &[u8], a: &[u8], aux: &[u8]) -> f32
     let (wp, zp) = (w.as_ptr(), aux.as_ptr());
     let m4 = _mm256_set1_epi8(0xF);
     let fifth = _mm256_set1_epi8(0x10);
+    let pf = software_prefetch();
     let s = fma_blocks(nb / 2, |p| {
         // SAFETY: blocks `2p, 2p + 1 < nb` of the weight row and pair `p` of the extras
         // (checked by the wrapper).
         unsafe {
             let (x, z) = (wp.add(2 * p * wb), zp.add(128 * p));
-            prefetch_ahead(x, 2 * wb);
+            prefetch_ahead(x, 2 * wb, pf);
             let v = _mm256_loadu2_m128i(x.add(wb + qs).cast(), x.add(qs).cast());
             let mut lo = _mm256_and_si256(v, m4);
             let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
