@@ -52,8 +52,8 @@ impl<T> SharedMut<T> {
 /// Activations in the form a weight type's kernels want.
 ///
 /// - F32 weights: the f32 rows as given.
-/// - F16/BF16 weights: at `Isa::Scalar` the rows converted to that type (ggml's scheme);
-///   otherwise f32 rows holding exactly those rounded values, so that the SIMD kernels
+/// - F16/BF16 weights: the rows converted to that type (ggml's scheme), except for the SIMD
+///   tiled kernels, which get f32 rows holding exactly those rounded values, so that they
 ///   multiply the same numbers without converting activations in their inner loops.
 /// - quantised weights: rows quantised to the weight's `vec_dot_type`, plus, when the tiled
 ///   kernels will run, per-block extras for them (`aux`, see the `gemm` module).
@@ -123,7 +123,14 @@ pub fn prepare_with<'a>(
             ..unprepared
         };
     }
-    if isa != Isa::Scalar && matches!(at, GgmlType::F16 | GgmlType::BF16) {
+    // The tiled kernels want f32 activations. The row kernels (decode) take them in the
+    // weight's own half type instead: at the same values and summation order the dots are
+    // bit-identical, and the activation row the dot re-reads per weight row is half the size.
+    // That matters when the weights stream through L1 past it: on an AVX-512 EPYC, TinyLlama
+    // F16 rows (4 KiB weights against 8-22 KiB of f32 activations) read at 21-25 GB/s with
+    // f32 activations and 28-30 GB/s with f16 ones (bench/RESULTS.md, 2026-12-05 (2)).
+    if isa != Isa::Scalar && matches!(at, GgmlType::F16 | GgmlType::BF16) && gemm::tiled(isa, wt, n)
+    {
         // f32 rows of half-rounded values; 64 bytes of slack to align them.
         let need = n * cols * 4 + 64;
         if scratch.len() < need {
