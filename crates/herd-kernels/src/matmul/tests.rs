@@ -109,3 +109,45 @@ fn matmul_edges_and_thread_counts() {
         check(GgmlType::F16, 5, 13, n, 1);
     }
 }
+
+/// Decode hands F16/BF16 row kernels half activations, where the tiled kernels get f32 rows of
+/// the half-rounded values: the same numbers in the same order, so each output must equal, to
+/// the bit, the float row dot over the rounded f32 row.
+#[test]
+fn half_decode_equals_the_float_dot_over_rounded_activations() {
+    let (rows, cols) = (13, 600);
+    let pool = ThreadPool::new(2);
+    for t in [GgmlType::F16, GgmlType::BF16] {
+        let data = weights(t, rows, cols, 7);
+        let w = WeightRef {
+            dtype: t,
+            rows,
+            cols,
+            data: &data,
+        };
+        let x = random_floats(cols, 11);
+        let rounded: Vec<f32> = x
+            .iter()
+            .map(|&v| match t {
+                GgmlType::F16 => half::f16::from_f32(v).to_f32(),
+                _ => half::bf16::from_f32(v).to_f32(),
+            })
+            .collect();
+        for isa in Isa::available() {
+            if isa == Isa::Scalar {
+                continue;
+            }
+            let mut got = vec![f32::NAN; rows];
+            matmul_with(isa, &pool, w, &x, 1, &mut got, &mut Vec::new());
+            let fdot = simd::float_dot(isa, t);
+            for (r, g) in got.iter().enumerate() {
+                let want = fdot(w.row(r), &rounded);
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "{isa:?} {t} row {r}: {g} vs {want}"
+                );
+            }
+        }
+    }
+}
