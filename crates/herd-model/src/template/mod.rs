@@ -154,6 +154,9 @@ fn environment() -> Environment<'static> {
         env.set_syntax(syntax);
     }
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Errors quote the failing expression in release builds too (minijinja keeps its source
+    // only under debug assertions by default), so a user sees what broke, not just where.
+    env.set_debug(true);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(FUEL));
     // minijinja's default recursion limit (500, validated against the default thread stack)
