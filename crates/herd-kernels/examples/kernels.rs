@@ -13,7 +13,8 @@
 //! does not depend on n: its prefill figure is measured with `--scalar-n` tokens (default 32)
 //! to keep the run short.
 //!
-//! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` `--threads 1,2`
+//! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` (and `q4_k_x8`: Q4_K
+//! in the grouped layout of `herd_kernels::interleave`, as the engine holds it) `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
 //! projection at n = 1) `--shape ROWSxCOLS` (one matrix of that shape instead of the layers).
 //! For tuning on a busy machine: `--cpu` (single-threaded rows timed by the thread's CPU time,
@@ -25,7 +26,7 @@
 use std::time::Instant;
 
 use herd_kernels::matmul::{WeightRef, matmul_with};
-use herd_kernels::{GgmlType, Isa, ThreadPool, quantize_row};
+use herd_kernels::{GgmlType, Isa, Layout, ThreadPool, interleave, quantize_row};
 
 struct Model {
     name: &'static str,
@@ -76,7 +77,7 @@ impl Model {
 
 struct Opts {
     models: Vec<String>,
-    types: Vec<GgmlType>,
+    types: Vec<(GgmlType, Layout)>,
     threads: Vec<usize>,
     reps: usize,
     set_bytes: usize,
@@ -94,7 +95,7 @@ fn parse() -> Opts {
         models: vec!["tiny".into(), "qwen".into()],
         types: ["f16", "q8_0", "q4_0", "q4_k", "q6_k", "q5_0"]
             .iter()
-            .map(|t| GgmlType::from_name(t).unwrap())
+            .map(|t| (GgmlType::from_name(t).unwrap(), Layout::Rows))
             .collect(),
         threads: vec![1, 2],
         reps: 5,
@@ -116,7 +117,13 @@ fn parse() -> Opts {
             "--types" => {
                 o.types = list(val())
                     .iter()
-                    .map(|t| GgmlType::from_name(t).unwrap_or_else(|| panic!("type {t}")))
+                    .map(|t| match t.strip_suffix("_x8") {
+                        Some(base) => (GgmlType::from_name(base).unwrap(), Layout::Q4kX8),
+                        None => (
+                            GgmlType::from_name(t).unwrap_or_else(|| panic!("type {t}")),
+                            Layout::Rows,
+                        ),
+                    })
                     .collect()
             }
             "--threads" => o.threads = list(val()).iter().map(|t| t.parse().unwrap()).collect(),
@@ -250,6 +257,7 @@ struct Bench<'a> {
     /// Time by this thread's CPU time instead of the wall clock (single-threaded runs on a
     /// busy machine: time spent descheduled is not the kernel's).
     cpu: bool,
+    layout: Layout,
     scratch: Vec<u8>,
     y: Vec<f32>,
 }
@@ -267,10 +275,8 @@ impl Bench<'_> {
         let (start, cpu0) = (Instant::now(), thread_cpu_ns());
         for (rows, cols, data) in set {
             let w = WeightRef {
-                dtype: t,
-                rows: *rows,
-                cols: *cols,
-                data,
+                layout: self.layout,
+                ..WeightRef::rows(t, *rows, *cols, data)
             };
             let y = &mut self.y[..n * rows];
             matmul_with(isa, self.pool, w, &x[..n * cols], n, y, &mut self.scratch);
@@ -313,7 +319,7 @@ fn main() {
         let x: Vec<f32> = (0..o.n.max(o.scalar_n) * maxcols)
             .map(|_| rng.float())
             .collect();
-        for &t in &o.types {
+        for &(t, layout) in &o.types {
             if m.layer().iter().any(|&(_, c)| t.row_bytes(c).is_none()) {
                 // As in real files: llama.cpp stores such tensors in another type.
                 println!(
@@ -325,7 +331,15 @@ fn main() {
             let layer: Vec<(usize, usize, Vec<u8>)> = m
                 .layer()
                 .into_iter()
-                .map(|(r, c)| (r, c, random_matrix(t, r, c, &mut rng)))
+                .map(|(r, c)| {
+                    let m = random_matrix(t, r, c, &mut rng);
+                    if layout == Layout::Rows {
+                        return (r, c, m);
+                    }
+                    let mut g = vec![0u8; interleave::len(r, c)];
+                    interleave::interleave_q4_k(&ThreadPool::new(1), &m, r, c, &mut g);
+                    (r, c, g)
+                })
                 .collect();
             let layer_bytes: usize = layer.iter().map(|l| l.2.len()).sum();
             // Replicas of the layer, as in a model's stack, so decode reads from memory.
@@ -344,6 +358,7 @@ fn main() {
                 let mut b = Bench {
                     pool: &pool,
                     cpu: o.cpu && th == 1,
+                    layout,
                     scratch: Vec::new(),
                     y: vec![0f32; o.n.max(o.scalar_n) * maxrows],
                 };
@@ -385,9 +400,10 @@ fn main() {
                     _ => "-".into(),
                 };
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {}{} | {} | {} | {} | {} | {} | {} |",
                     m.name,
                     t,
+                    if layout == Layout::Rows { "" } else { " x8" },
                     th,
                     gbs(d_s),
                     gbs(d_v),
@@ -407,6 +423,7 @@ fn main() {
                     let mut b = Bench {
                         pool: &pool,
                         cpu: o.cpu && th == 1,
+                        layout: Layout::Rows,
                         scratch: Vec::new(),
                         y: vec![0f32; m.vocab],
                     };

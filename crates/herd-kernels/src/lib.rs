@@ -6,7 +6,8 @@
 //! knows nothing of models: it sees byte slices, element types and shapes.
 //!
 //! Layout: [`dot`] (scalar reference dot products), [`simd`] (run-time dispatch and the AVX2
-//! row kernels, `simd::x86`), `gemm` (tiled kernels for many tokens), [`mod@matmul`] (chooses
+//! row kernels, `simd::x86`), [`interleave`] (Q4_K rows grouped for decode), `gemm` (tiled
+//! kernels for many tokens), [`mod@matmul`] (chooses
 //! between them and splits the work over the [`pool`]). `examples/kernels.rs` times them on
 //! real model shapes.
 
@@ -14,6 +15,7 @@ pub mod attention;
 pub mod dequant;
 pub mod dot;
 mod gemm;
+pub mod interleave;
 pub mod matmul;
 pub mod pool;
 pub mod quantize;
@@ -22,6 +24,7 @@ pub mod types;
 pub mod vec;
 
 pub use dequant::dequantize_row;
+pub use interleave::Layout;
 pub use matmul::{WeightRef, matmul};
 pub use pool::ThreadPool;
 pub use quantize::quantize_row;

@@ -8,28 +8,52 @@
 //!   not once per token.
 
 use crate::gemm;
+use crate::interleave::{self, Layout};
 use crate::pool::ThreadPool;
 use crate::simd::{self, Isa};
 use crate::types::GgmlType;
 
 /// A weight matrix as stored: `rows` output features, each a row of `cols` input features in
-/// `dtype` (PyTorch's `[out, in]` layout, ggml's `ne = [in, out]`).
+/// `dtype` (PyTorch's `[out, in]` layout, ggml's `ne = [in, out]`), arranged as `layout`
+/// says.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightRef<'a> {
     pub dtype: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub layout: Layout,
 }
 
 impl<'a> WeightRef<'a> {
+    /// A matrix in ggml's row layout.
+    pub fn rows(dtype: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Self {
+        WeightRef {
+            dtype,
+            rows,
+            cols,
+            data,
+            layout: Layout::Rows,
+        }
+    }
+
     pub fn row_bytes(&self) -> usize {
         self.dtype.row_bytes(self.cols).unwrap_or(0)
     }
 
+    /// Row `r` in ggml's layout (only that layout has rows as contiguous bytes).
     pub fn row(&self, r: usize) -> &'a [u8] {
+        debug_assert_eq!(self.layout, Layout::Rows);
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Bytes the shape and layout take.
+    pub fn data_len(&self) -> usize {
+        match self.layout {
+            Layout::Rows => self.rows * self.row_bytes(),
+            Layout::Q4kX8 => interleave::len(self.rows, self.cols),
+        }
     }
 }
 
@@ -195,10 +219,23 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     assert_eq!(y.len(), n * w.rows, "matmul: output size");
     // The tiled kernels read rows through raw pointers: this is what keeps them in bounds.
     assert!(
-        w.data.len() >= w.rows * w.row_bytes(),
+        w.data.len() >= w.data_len(),
         "matmul: weight data shorter than its shape"
     );
+    if w.layout == Layout::Q4kX8 {
+        assert!(
+            interleave::supports(w.dtype, w.rows, w.cols),
+            "matmul: {} {}×{} cannot be grouped",
+            w.dtype,
+            w.rows,
+            w.cols
+        );
+    }
     if gemm::run(pool, w, x, y) {
+        return;
+    }
+    if w.layout == Layout::Q4kX8 {
+        interleave::matmul(pool, w, x, y);
         return;
     }
     let rows = w.rows;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herd_kernels::{GgmlType, WeightRef};
+use herd_kernels::{GgmlType, Layout, ThreadPool, WeightRef, interleave};
 use memmap2::Mmap;
 
 /// Where a tensor's bytes live.
@@ -15,8 +15,13 @@ enum Storage {
         start: usize,
         len: usize,
     },
-    /// Bytes herd made (a split of a fused tensor, a converted copy).
-    Owned(Arc<Vec<u8>>),
+    /// Bytes herd made (a split of a fused tensor, a converted copy, a grouped matrix):
+    /// `len` bytes from `start`, which the grouped layout aligns to 64.
+    Owned {
+        buf: Arc<Vec<u8>>,
+        start: usize,
+        len: usize,
+    },
 }
 
 /// One stored tensor. `shape` is in PyTorch order, outermost first: a linear layer's weight
@@ -25,6 +30,8 @@ enum Storage {
 pub struct StoredTensor {
     pub dtype: GgmlType,
     pub shape: Vec<usize>,
+    /// ggml's rows, or the grouped layout the engine gives Q4_K matrices ([`Self::grouped`]).
+    pub layout: Layout,
     storage: Storage,
 }
 
@@ -47,22 +54,81 @@ impl StoredTensor {
         StoredTensor {
             dtype,
             shape,
+            layout: Layout::Rows,
             storage: Storage::Mapped { map, start, len },
         }
     }
 
     pub fn owned(dtype: GgmlType, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
+        let len = bytes.len();
         StoredTensor {
             dtype,
             shape,
-            storage: Storage::Owned(Arc::new(bytes)),
+            layout: Layout::Rows,
+            storage: Storage::Owned {
+                buf: Arc::new(bytes),
+                start: 0,
+                len,
+            },
         }
+    }
+
+    /// This Q4_K matrix in the grouped layout the decode kernels stream fastest
+    /// (`herd_kernels::interleave`), built across `pool`; `None` where the shape does not
+    /// allow it, the CPU's kernels do not gain from it, or it is grouped already. The
+    /// copy takes the place of the mapped bytes: their pages are handed back to the kernel,
+    /// so the matrix is resident once.
+    pub fn grouped(&self, pool: &ThreadPool) -> Option<StoredTensor> {
+        let (rows, cols) = (self.rows(), self.row_len());
+        if self.layout != Layout::Rows
+            || self.shape.len() != 2
+            || !interleave::supports(self.dtype, rows, cols)
+            || !interleave::wanted(herd_kernels::simd::isa())
+        {
+            return None;
+        }
+        let len = interleave::len(rows, cols);
+        // 64 bytes of slack to start on a cache line: the kernel's 32-byte loads then never
+        // straddle two.
+        let mut buf = vec![0u8; len + 64];
+        let start = buf.as_ptr().align_offset(64);
+        interleave::interleave_q4_k(pool, self.bytes(), rows, cols, &mut buf[start..start + len]);
+        #[cfg(unix)]
+        if let Storage::Mapped { map, start, len } = &self.storage {
+            // SAFETY: the map is read-only and file-backed: dropping its pages only makes a
+            // later read (of a neighbour sharing an edge page) fault them in again.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, *len)
+            };
+        }
+        Some(StoredTensor {
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            layout: Layout::Q4kX8,
+            storage: Storage::Owned {
+                buf: Arc::new(buf),
+                start,
+                len,
+            },
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
         match &self.storage {
             Storage::Mapped { map, start, len } => &map[*start..*start + *len],
-            Storage::Owned(v) => v,
+            Storage::Owned { buf, start, len } => &buf[*start..*start + *len],
+        }
+    }
+
+    /// Row `r` of a matrix in ggml's bytes, into `out` (one row's bytes).
+    fn ggml_row(&self, r: usize, out: &mut [u8]) {
+        let cols = self.row_len();
+        match self.layout {
+            Layout::Rows => {
+                let rb = out.len();
+                out.copy_from_slice(&self.bytes()[r * rb..(r + 1) * rb]);
+            }
+            Layout::Q4kX8 => interleave::row_of(self.bytes(), cols, r, out),
         }
     }
 
@@ -82,10 +148,8 @@ impl StoredTensor {
     /// The tensor as a matrix of `rows × row_len` for the kernels.
     pub fn as_weight(&self) -> WeightRef<'_> {
         WeightRef {
-            dtype: self.dtype,
-            rows: self.rows(),
-            cols: self.row_len(),
-            data: self.bytes(),
+            layout: self.layout,
+            ..WeightRef::rows(self.dtype, self.rows(), self.row_len(), self.bytes())
         }
     }
 
@@ -95,12 +159,10 @@ impl StoredTensor {
         let cols = self.row_len();
         let rb = self.dtype.row_bytes(cols).unwrap_or(0);
         if cols > 0 && rb > 0 {
-            for (src, dst) in self
-                .bytes()
-                .chunks_exact(rb)
-                .zip(out.chunks_exact_mut(cols))
-            {
-                herd_kernels::dequantize_row(self.dtype, src, dst);
+            let mut row = vec![0u8; rb];
+            for (r, dst) in out.chunks_exact_mut(cols).enumerate() {
+                self.ggml_row(r, &mut row);
+                herd_kernels::dequantize_row(self.dtype, &row, dst);
             }
         }
         out
@@ -108,6 +170,15 @@ impl StoredTensor {
 
     /// Rows `start..start + count` (of the outermost dimension) as a new tensor.
     pub fn narrow_rows(&self, start: usize, count: usize) -> StoredTensor {
+        if self.layout != Layout::Rows {
+            // A grouped matrix is 2-D: its rows come back to ggml's layout.
+            let rb = self.dtype.row_bytes(self.row_len()).unwrap_or(0);
+            let mut bytes = vec![0u8; count * rb];
+            for (i, row) in bytes.chunks_exact_mut(rb.max(1)).enumerate() {
+                self.ggml_row(start + i, row);
+            }
+            return StoredTensor::owned(self.dtype, vec![count, self.row_len()], bytes);
+        }
         let per_outer = self.elem_count() / self.shape[0].max(1);
         let bytes_per_outer = self.bytes().len() / self.shape[0].max(1);
         debug_assert_eq!(per_outer * self.shape[0], self.elem_count());
@@ -118,7 +189,9 @@ impl StoredTensor {
             Storage::Mapped { map, start: s, .. } => {
                 StoredTensor::mapped(self.dtype, shape, map.clone(), s + range.start, range.len())
             }
-            Storage::Owned(v) => StoredTensor::owned(self.dtype, shape, v[range].to_vec()),
+            Storage::Owned { .. } => {
+                StoredTensor::owned(self.dtype, shape, self.bytes()[range].to_vec())
+            }
         }
     }
 

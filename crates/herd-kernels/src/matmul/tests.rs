@@ -27,12 +27,7 @@ fn abs_sums(w: WeightRef<'_>, x: &[f32], n: usize) -> Vec<f64> {
 
 fn check(t: GgmlType, rows: usize, cols: usize, n: usize, threads: usize) {
     let data = weights(t, rows, cols, rows as u64 * 31 + cols as u64);
-    let w = WeightRef {
-        dtype: t,
-        rows,
-        cols,
-        data: &data,
-    };
+    let w = WeightRef::rows(t, rows, cols, &data);
     let x = random_floats(n * cols, n as u64 + 3);
     let pool = ThreadPool::new(threads);
     let mut scratch = Vec::new();
@@ -119,12 +114,7 @@ fn half_decode_equals_the_float_dot_over_rounded_activations() {
     let pool = ThreadPool::new(2);
     for t in [GgmlType::F16, GgmlType::BF16] {
         let data = weights(t, rows, cols, 7);
-        let w = WeightRef {
-            dtype: t,
-            rows,
-            cols,
-            data: &data,
-        };
+        let w = WeightRef::rows(t, rows, cols, &data);
         let x = random_floats(cols, 11);
         let rounded: Vec<f32> = x
             .iter()

@@ -160,6 +160,33 @@ pub struct Engine {
     lora: Vec<LayerLora>,
 }
 
+/// Puts the matrices that decode faster grouped (Q4_K, see `herd_kernels::interleave`) in
+/// that layout, once, at load; prefill reads the same copy. A tied output projection stays
+/// in ggml's rows, as the embedding lookup reads it row by row.
+fn group_matrices(t: &mut ModelTensors, tied: bool, pool: &ThreadPool) {
+    let regroup = |w: &mut StoredTensor| {
+        if let Some(g) = w.grouped(pool) {
+            *w = g;
+        }
+    };
+    for l in &mut t.layers {
+        for w in [
+            &mut l.q,
+            &mut l.k,
+            &mut l.v,
+            &mut l.o,
+            &mut l.gate,
+            &mut l.up,
+            &mut l.down,
+        ] {
+            regroup(w);
+        }
+    }
+    if !tied {
+        regroup(&mut t.lm_head);
+    }
+}
+
 /// Raw pointers shared with pool threads; each thread touches a disjoint part.
 struct Ptr<T>(*mut T);
 impl<T> Clone for Ptr<T> {
@@ -224,12 +251,15 @@ impl Engine {
             inv_freq: spec.rope.inv_freq(spec.context_length),
             ..Default::default()
         };
+        let pool = ThreadPool::new(threads);
+        let mut t = t;
+        group_matrices(&mut t, spec.tie_embeddings, &pool);
         Ok(Engine {
             spec,
             t,
             layers,
             final_norm,
-            pool: ThreadPool::new(threads),
+            pool,
             buf,
             lora: vec![],
         })

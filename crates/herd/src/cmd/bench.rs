@@ -100,6 +100,8 @@ pub fn run(a: Args) -> Result<()> {
         println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     }
     let name = format!("{} {}", model.spec.arch, types);
+    // Measured while an engine is alive: it holds the matrices it regrouped at load.
+    let mut rss_run: Option<u64> = None;
     for &th in &threads {
         let mut e = Engine::new(&model, th)?;
         let tests: Vec<(&str, usize)> = a
@@ -145,9 +147,10 @@ pub fn run(a: Args) -> Result<()> {
                 );
             }
         }
+        rss_run = rss_run.max(super::resident_bytes());
     }
     if !a.json
-        && let (Some(open), Some(now)) = (rss_open, super::resident_bytes())
+        && let (Some(open), Some(now)) = (rss_open, rss_run)
     {
         {
             println!(

@@ -165,17 +165,6 @@ pub(super) fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// Broadcast of the 4 bytes at `p`.
-///
-/// # Safety
-/// `p` must be valid for reading 4 bytes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(super) unsafe fn bcast4(p: *const u8) -> __m256i {
-    // SAFETY: forwarded to the caller.
-    _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
-}
-
 /// Broadcast of the f32 at `p`.
 ///
 /// # Safety

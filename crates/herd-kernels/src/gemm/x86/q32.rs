@@ -12,10 +12,10 @@
 
 use std::arch::x86_64::*;
 
-use super::{PANEL, bcast_f32, bcast4, drive_packed, transpose8};
+use super::{PANEL, bcast_f32, drive_packed, transpose8};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
-use crate::simd::x86::{bytes_from_bits32, f16_at, load256, nibbles32};
+use crate::simd::x86::{bcast4, bytes_from_bits32, f16_at, load256, nibbles32};
 
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;

@@ -255,6 +255,17 @@ pub(crate) unsafe fn f16_bcast(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
 }
 
+/// Broadcast of the 4 bytes at `p`.
+///
+/// # Safety
+/// `p` must be valid for reading 4 bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn bcast4(p: *const u8) -> __m256i {
+    // SAFETY: forwarded to the caller.
+    _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
+}
+
 /// # Safety
 /// `p` must be valid for reading 32 bytes.
 #[target_feature(enable = "avx2,fma,f16c")]
