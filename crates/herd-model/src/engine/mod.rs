@@ -265,6 +265,17 @@ impl Engine {
         })
     }
 
+    /// How many matrices this engine holds grouped for decoding (`herd_kernels::interleave`).
+    pub fn grouped_matrices(&self) -> usize {
+        self.t
+            .layers
+            .iter()
+            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .chain([&self.t.lm_head])
+            .filter(|w| w.layout != herd_kernels::Layout::Rows)
+            .count()
+    }
+
     /// Applies `lora` (one entry per layer) in every later forward pass, beside the base
     /// weights; an empty vector removes the adapters.
     pub fn set_lora(&mut self, lora: Vec<LayerLora>) -> Result<()> {
