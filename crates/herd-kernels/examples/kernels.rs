@@ -118,7 +118,7 @@ fn parse() -> Opts {
                 o.types = list(val())
                     .iter()
                     .map(|t| match t.strip_suffix("_x8") {
-                        Some(base) => (GgmlType::from_name(base).unwrap(), Layout::Q4kX8),
+                        Some(base) => (GgmlType::from_name(base).unwrap(), Layout::Grouped),
                         None => (
                             GgmlType::from_name(t).unwrap_or_else(|| panic!("type {t}")),
                             Layout::Rows,
@@ -336,8 +336,8 @@ fn main() {
                     if layout == Layout::Rows {
                         return (r, c, m);
                     }
-                    let mut g = vec![0u8; interleave::len(r, c)];
-                    interleave::interleave_q4_k(&ThreadPool::new(1), &m, r, c, &mut g);
+                    let mut g = vec![0u8; interleave::len(t, r, c)];
+                    interleave::interleave(&ThreadPool::new(1), t, &m, r, c, &mut g);
                     (r, c, g)
                 })
                 .collect();

@@ -52,7 +52,7 @@ impl<'a> WeightRef<'a> {
     pub fn data_len(&self) -> usize {
         match self.layout {
             Layout::Rows => self.rows * self.row_bytes(),
-            Layout::Q4kX8 => interleave::len(self.rows, self.cols),
+            Layout::Grouped => interleave::len(self.dtype, self.rows, self.cols),
         }
     }
 }
@@ -104,24 +104,28 @@ impl Prepared<'_> {
     }
 }
 
-/// Quantises the `n` rows of `x` (`[n, cols]`) for weights of type `wt`, in parallel, into
-/// `scratch` (grown as needed, never shrunk, so steady-state decoding does not allocate).
+/// Quantises the `n` rows of `x` (`[n, cols]`) for weights of type `wt` laid out as `layout`,
+/// in parallel, into `scratch` (grown as needed, never shrunk, so steady-state decoding does
+/// not allocate).
 pub fn prepare<'a>(
     pool: &ThreadPool,
     wt: GgmlType,
+    layout: Layout,
     x: &'a [f32],
     n: usize,
     cols: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Prepared<'a> {
-    prepare_with(simd::isa(), pool, wt, x, n, cols, scratch)
+    prepare_with(simd::isa(), pool, wt, layout, x, n, cols, scratch)
 }
 
 /// [`prepare`] for the kernels of level `isa` (tests and benchmarks compare levels).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_with<'a>(
     isa: Isa,
     pool: &ThreadPool,
     wt: GgmlType,
+    layout: Layout,
     x: &'a [f32],
     n: usize,
     cols: usize,
@@ -177,7 +181,7 @@ pub fn prepare_with<'a>(
     let rb = at
         .row_bytes(cols)
         .expect("weight columns are whole blocks (checked at load)");
-    let aux_kind = gemm::aux_kind(isa, wt, n);
+    let aux_kind = gemm::aux_kind(isa, wt, layout, n);
     let aux_rb = gemm::aux_row_bytes(aux_kind, cols);
     let need = n * (rb + aux_rb);
     if scratch.len() < need {
@@ -222,7 +226,7 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
         w.data.len() >= w.data_len(),
         "matmul: weight data shorter than its shape"
     );
-    if w.layout == Layout::Q4kX8 {
+    if w.layout == Layout::Grouped {
         assert!(
             interleave::supports(w.dtype, w.rows, w.cols),
             "matmul: {} {}×{} cannot be grouped",
@@ -234,7 +238,7 @@ pub fn matmul_prepared(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y:
     if gemm::run(pool, w, x, y) {
         return;
     }
-    if w.layout == Layout::Q4kX8 {
+    if w.layout == Layout::Grouped {
         interleave::matmul(pool, w, x, y);
         return;
     }
@@ -298,7 +302,7 @@ pub fn matmul_with(
     y: &mut [f32],
     scratch: &mut Vec<u8>,
 ) {
-    let p = prepare_with(isa, pool, w.dtype, x, n, w.cols, scratch);
+    let p = prepare_with(isa, pool, w.dtype, w.layout, x, n, w.cols, scratch);
     matmul_prepared(pool, w, &p, y);
 }
 

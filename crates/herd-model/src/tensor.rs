@@ -73,7 +73,7 @@ impl StoredTensor {
         }
     }
 
-    /// This Q4_K matrix in the grouped layout the decode kernels stream fastest
+    /// This Q4_K or Q4_0 matrix in the grouped layout the decode kernels stream fastest
     /// (`herd_kernels::interleave`), built across `pool`; `None` where the shape does not
     /// allow it, the CPU's kernels do not gain from it, or it is grouped already. The
     /// copy takes the place of the mapped bytes: their pages are handed back to the kernel,
@@ -87,12 +87,19 @@ impl StoredTensor {
         {
             return None;
         }
-        let len = interleave::len(rows, cols);
+        let len = interleave::len(self.dtype, rows, cols);
         // 64 bytes of slack to start on a cache line: the kernel's 32-byte loads then never
         // straddle two.
         let mut buf = vec![0u8; len + 64];
         let start = buf.as_ptr().align_offset(64);
-        interleave::interleave_q4_k(pool, self.bytes(), rows, cols, &mut buf[start..start + len]);
+        interleave::interleave(
+            pool,
+            self.dtype,
+            self.bytes(),
+            rows,
+            cols,
+            &mut buf[start..start + len],
+        );
         #[cfg(unix)]
         if let Storage::Mapped { map, start, len } = &self.storage {
             // SAFETY: the map is read-only and file-backed: dropping its pages only makes a
@@ -104,7 +111,7 @@ impl StoredTensor {
         Some(StoredTensor {
             dtype: self.dtype,
             shape: self.shape.clone(),
-            layout: Layout::Q4kX8,
+            layout: Layout::Grouped,
             storage: Storage::Owned {
                 buf: Arc::new(buf),
                 start,
@@ -128,7 +135,7 @@ impl StoredTensor {
                 let rb = out.len();
                 out.copy_from_slice(&self.bytes()[r * rb..(r + 1) * rb]);
             }
-            Layout::Q4kX8 => interleave::row_of(self.bytes(), cols, r, out),
+            Layout::Grouped => interleave::row_of(self.dtype, self.bytes(), cols, r, out),
         }
     }
 

@@ -16,6 +16,7 @@
 //! thread), at most a cache-sized block and at least four per thread, claimed by whichever
 //! thread is free (`ThreadPool::run_dynamic`); each item is swept by all tokens.
 
+use crate::interleave::Layout;
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
 use crate::simd::{self, Isa};
@@ -45,7 +46,8 @@ pub(crate) fn tiled(isa: Isa, wt: GgmlType, n: usize) -> bool {
 pub(crate) enum AuxKind {
     None,
     /// 8 bytes per block: its scale as f32, then its quant sum Σq (i32, Q8_0) or the stored
-    /// `d·Σq` (f32, Q8_1). For the tiles and the row kernels of the other 32-block types.
+    /// `d·Σq` (f32, Q8_1). For the tiles, the grouped Q4_0 kernel and the row kernels of the
+    /// other 32-block types.
     Blocks,
     /// For Q4_0 / Q5_0 row kernels, which take two blocks per step: per pair of blocks
     /// `i, i+1`, 128 bytes: quants `i[0..16] i+1[0..16]`, then `i[16..32] i+1[16..32]` (the
@@ -55,10 +57,13 @@ pub(crate) enum AuxKind {
     Pairs,
 }
 
-pub(crate) fn aux_kind(isa: Isa, wt: GgmlType, n: usize) -> AuxKind {
+pub(crate) fn aux_kind(isa: Isa, wt: GgmlType, layout: Layout, n: usize) -> AuxKind {
     if isa != Isa::Avx2 || !matches!(wt.vec_dot_type(), GgmlType::Q8_0 | GgmlType::Q8_1) {
         AuxKind::None
-    } else if matches!(wt, GgmlType::Q4_0 | GgmlType::Q5_0) && !tiled(isa, wt, n) {
+    } else if matches!(wt, GgmlType::Q4_0 | GgmlType::Q5_0)
+        && layout == Layout::Rows
+        && !tiled(isa, wt, n)
+    {
         AuxKind::Pairs
     } else {
         AuxKind::Blocks

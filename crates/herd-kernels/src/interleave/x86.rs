@@ -1,24 +1,39 @@
-//! The AVX2 kernel for grouped Q4_K weights (see the parent module for the layout).
+//! The AVX2 kernels for grouped weights (see the parent module for the layouts).
 //!
-//! Per super-block and token: 32 loads of 32 weight bytes, each split into its low and high
-//! nibbles, each half `maddubs`-ed with 4 activation bytes broadcast (sub-block `2j` and
-//! `2j + 1` respectively), summed in 16 bits over a sub-block (8 steps: at most
-//! 8·2·15·128 = 30720), then `madd`-ed with that sub-block's scale per row into i32 lanes.
+//! Both split each 32-byte load of weights into its low and high nibbles and `maddubs` each
+//! half with 4 activation bytes broadcast, one row per 32-bit lane; 8 steps sum in 16 bits
+//! (at most 8·2·15·128 = 30720) before widening.
+//! - Q4_K, per super-block: 32 loads; the low halves are sub-block `2j`, the high `2j + 1`,
+//!   each `madd`-ed with its scale per row into i32 lanes; the mins come off through the
+//!   activations' block sums.
+//! - Q4_0, per block: 4 loads, the zero point (8) off through the activation block's sum.
 
 use std::arch::x86_64::*;
 
-use super::{BLOCK, D, DMIN, GROUP, MN, QS, SC};
+use super::GROUP;
+use super::q4_0;
+use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 
 const Q8K: usize = 292;
 
-/// [`dot_group`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+/// Each token's 8 row results into its row of `out`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn store_rows(out: &mut [[f32; GROUP]; 4], v: &[__m256]) {
+    for (o, v) in out.iter_mut().zip(v) {
+        // SAFETY: `o` is 8 f32.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+    }
+}
+
+/// [`dot_q4_k`] for `m` (1..=4) tokens at run time, into `out[..m]`.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `g` is a whole group and `a` holds `m` Q8_K rows of
 /// `arb` bytes, each as many super-blocks as `g`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_group_any(
+pub(crate) unsafe fn dot_q4_k_any(
     g: &[u8],
     a: &[u8],
     arb: usize,
@@ -28,19 +43,14 @@ pub(crate) unsafe fn dot_group_any(
     let nb = g.len() / BLOCK;
     debug_assert!(a.len() >= m * arb && arb >= nb * Q8K);
     let (g, a) = (g.as_ptr(), a.as_ptr());
-    let mut store = |v: &[__m256]| {
-        for (o, v) in out.iter_mut().zip(v) {
-            // SAFETY: `o` is 8 f32.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
-        }
-    };
+    let mut store = |v: &[__m256]| store_rows(out, v);
     // SAFETY: forwarded to the caller.
     unsafe {
         match m {
-            1 => store(&dot_group::<1>(g, nb, a, arb)),
-            2 => store(&dot_group::<2>(g, nb, a, arb)),
-            3 => store(&dot_group::<3>(g, nb, a, arb)),
-            _ => store(&dot_group::<4>(g, nb, a, arb)),
+            1 => store(&dot_q4_k::<1>(g, nb, a, arb)),
+            2 => store(&dot_q4_k::<2>(g, nb, a, arb)),
+            3 => store(&dot_q4_k::<3>(g, nb, a, arb)),
+            _ => store(&dot_q4_k::<4>(g, nb, a, arb)),
         }
     }
 }
@@ -52,7 +62,7 @@ pub(crate) unsafe fn dot_group_any(
 /// `nb` blocks, `arb` bytes apart.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_group<const N: usize>(
+unsafe fn dot_q4_k<const N: usize>(
     g: *const u8,
     nb: usize,
     a: *const u8,
@@ -128,6 +138,89 @@ unsafe fn dot_group<const N: usize>(
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[t]), _mm256_mul_ps(d, da), acc[t]);
                 acc[t] =
                     _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, da), acc[t]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`dot_q4_0`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `g` is a whole Q4_0 group, `a` holds `m` Q8_0 rows
+/// of `arb` bytes and `z` their block extras (`gemm::AuxKind::Blocks`), `zb` bytes a row,
+/// each as many blocks as `g`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q4_0_any(
+    g: &[u8],
+    a: &[u8],
+    arb: usize,
+    z: &[u8],
+    zb: usize,
+    m: usize,
+    out: &mut [[f32; GROUP]; 4],
+) {
+    let nb = g.len() / q4_0::BLOCK;
+    debug_assert!(a.len() >= m * arb && arb >= nb * 34 && z.len() >= m * zb && zb >= nb * 8);
+    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
+    let mut store = |v: &[__m256]| store_rows(out, v);
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        match m {
+            1 => store(&dot_q4_0::<1>(g, nb, a, arb, z, zb)),
+            2 => store(&dot_q4_0::<2>(g, nb, a, arb, z, zb)),
+            3 => store(&dot_q4_0::<3>(g, nb, a, arb, z, zb)),
+            _ => store(&dot_q4_0::<4>(g, nb, a, arb, z, zb)),
+        }
+    }
+}
+
+/// Lane `r` of result `t`: row `r` of the Q4_0 group · token `t`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks, `a` `N` Q8_0 rows of
+/// `nb` blocks (`arb` bytes apart) and `z` their extras (`zb` bytes apart: per block the
+/// scale as f32, then Σq as i32).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_q4_0<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    z: *const u8,
+    zb: usize,
+) -> [__m256; N] {
+    let m4 = _mm256_set1_epi8(0xF);
+    let ones = _mm256_set1_epi16(1);
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
+        // extras.
+        unsafe {
+            let blk = g.add(b * q4_0::BLOCK);
+            prefetch_ahead(blk, q4_0::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + 34 * b + 2));
+            let mut p = [_mm256_setzero_si256(); N];
+            for k in 0..4 {
+                let bits = load256(blk.add(q4_0::QS + 32 * k));
+                let wl = _mm256_and_si256(bits, m4);
+                let wh = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                for t in 0..N {
+                    let q = ab[t].add(4 * k);
+                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wl, bcast4(q)));
+                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wh, bcast4(q.add(16))));
+                }
+            }
+            let d = _mm256_cvtph_ps(load128(blk.add(q4_0::D)));
+            for t in 0..N {
+                let zt = z.add(t * zb + 8 * b);
+                // Σ (q - 8)·a = Σ q·a - 8·Σa.
+                let sum8 = zt.add(4).cast::<i32>().read_unaligned() << 3;
+                let s = _mm256_sub_epi32(_mm256_madd_epi16(p[t], ones), _mm256_set1_epi32(sum8));
+                let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
             }
         }
     }

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
 use crate::dequant::{q3_k_scales, scale_min_k4};
-use crate::interleave::{self, Layout};
+use crate::interleave::{Layout, q4_k as grouped_q4_k};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
 use crate::simd::x86::{bcast4, f16_at, load128, load256};
@@ -76,7 +76,7 @@ pub(super) unsafe fn run<const K: u8>(
     let (rows, rb, data) = (w.rows, w.row_bytes(), w.data);
     let arb = x.row_bytes();
     let acts = x.bytes;
-    let grouped = w.layout == Layout::Q4kX8;
+    let grouped = w.layout == Layout::Grouped;
     debug_assert!(!grouped || K == Q4_K);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
@@ -99,7 +99,7 @@ pub(super) unsafe fn run<const K: u8>(
     }
 }
 
-/// [`pack`] for Q4_K rows `r0..r0 + 8` of a matrix in the grouped layout ([`interleave`]),
+/// [`pack`] for Q4_K rows `r0..r0 + 8` of a matrix in the grouped layout (`interleave::q4_k`),
 /// which already has the rows in lanes: its steps only split into nibbles.
 ///
 /// # Safety
@@ -115,11 +115,11 @@ unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
         // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
         // caller's buffers; the offsets are those of the two layouts.
         unsafe {
-            let g = data.add((r0 / PANEL * nb + b) * interleave::BLOCK);
+            let g = data.add((r0 / PANEL * nb + b) * grouped_q4_k::BLOCK);
             let o = dst.add(b * packed(K));
             for j in 0..4 {
                 for k in 0..8 {
-                    let bits = load256(g.add(interleave::QS + 32 * (8 * j + k)));
+                    let bits = load256(g.add(grouped_q4_k::QS + 32 * (8 * j + k)));
                     let lo = _mm256_and_si256(bits, m4);
                     let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
                     _mm256_storeu_si256(o.add(32 * (16 * j + k)).cast(), lo);
@@ -127,7 +127,7 @@ unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
                 }
             }
             for s in 0..8 {
-                let sc = _mm_loadl_epi64(g.add(interleave::SC + 8 * s).cast());
+                let sc = _mm_loadl_epi64(g.add(grouped_q4_k::SC + 8 * s).cast());
                 let sc = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, dup));
                 _mm256_storeu_si256(o.add(SC + 32 * s).cast(), sc);
             }
@@ -135,14 +135,14 @@ unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
             let mut off = [[0i16; 2 * PANEL]; 8];
             for (t, row) in off.iter_mut().enumerate() {
                 for r in 0..PANEL {
-                    let m = *g.add(interleave::MN + 16 * (t / 2) + 2 * r + t % 2) as i16;
+                    let m = *g.add(grouped_q4_k::MN + 16 * (t / 2) + 2 * r + t % 2) as i16;
                     row[2 * r] = m;
                     row[2 * r + 1] = m;
                 }
             }
             std::ptr::copy_nonoverlapping(off.as_ptr().cast::<u8>(), o.add(off_at(K)), 256);
-            let d = _mm256_cvtph_ps(load128(g.add(interleave::D)));
-            let dmin = _mm256_cvtph_ps(load128(g.add(interleave::DMIN)));
+            let d = _mm256_cvtph_ps(load128(g.add(grouped_q4_k::D)));
+            let dmin = _mm256_cvtph_ps(load128(g.add(grouped_q4_k::DMIN)));
             _mm256_storeu_ps(o.add(d_at(K)).cast(), d);
             _mm256_storeu_ps(o.add(d_at(K) + 32).cast(), dmin);
         }

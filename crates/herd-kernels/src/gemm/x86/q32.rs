@@ -13,9 +13,10 @@
 use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
+use crate::interleave::{Layout, q4_0 as grouped_q4_0};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
-use crate::simd::x86::{bcast4, bytes_from_bits32, f16_at, load256, nibbles32};
+use crate::simd::x86::{bcast4, bytes_from_bits32, f16_at, load128, load256, nibbles32};
 
 pub(super) const Q4_0: u8 = 0;
 pub(super) const Q4_1: u8 = 1;
@@ -65,6 +66,8 @@ pub(super) unsafe fn run<const K: u8>(
     let (arb, auxrb) = (x.row_bytes(), x.aux_row_bytes());
     assert_eq!(auxrb, nb * 8, "activations prepared without block sums");
     let (acts, aux) = (x.bytes, x.aux);
+    let grouped = w.layout == Layout::Grouped;
+    debug_assert!(!grouped || K == Q4_0);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -74,7 +77,13 @@ pub(super) unsafe fn run<const K: u8>(
             x.n,
             y,
             nb * packed(K),
-            |r0, dst| pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst),
+            |r0, dst| {
+                if grouped {
+                    pack_grouped(data.as_ptr(), nb, r0, dst)
+                } else {
+                    pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
+                }
+            },
             |panel, t0, rn| {
                 kern_any::<K>(
                     panel,
@@ -109,6 +118,36 @@ unsafe fn decode<const K: u8>(blk: *const u8) -> __m256i {
             Q5_0 => _mm256_or_si256(nibbles32(blk.add(6)), fifth(2)),
             Q5_1 => _mm256_or_si256(nibbles32(blk.add(8)), fifth(4)),
             _ => load256(blk.add(2)),
+        }
+    }
+}
+
+/// [`pack`] for Q4_0 rows `r0..r0 + 8` of a matrix in the grouped layout
+/// (`crate::interleave::q4_0`), which already has the rows in lanes: its steps only split into
+/// nibbles.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `data` is a grouped Q4_0 matrix of `nb` blocks per row
+/// holding rows `r0..r0 + 8` (`r0` a multiple of 8), and `dst` has room for `nb` packed
+/// blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
+    let m4 = _mm256_set1_epi8(0xF);
+    for b in 0..nb {
+        // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
+        // caller's buffers; the offsets are those of the two layouts.
+        unsafe {
+            let g = data.add((r0 / PANEL * nb + b) * grouped_q4_0::BLOCK);
+            let o = dst.add(b * packed(Q4_0));
+            for k in 0..4 {
+                let bits = load256(g.add(grouped_q4_0::QS + 32 * k));
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                _mm256_storeu_si256(o.add(32 * k).cast(), lo);
+                _mm256_storeu_si256(o.add(32 * (4 + k)).cast(), hi);
+            }
+            let d = _mm256_cvtph_ps(load128(g.add(grouped_q4_0::D)));
+            _mm256_storeu_ps(o.add(qbytes(Q4_0)).cast(), d);
         }
     }
 }

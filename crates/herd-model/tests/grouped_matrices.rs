@@ -1,12 +1,12 @@
-//! A Q4_K model whose matrices the engine regroups for decoding (`herd_kernels::interleave`):
-//! its prompt logits (tiled kernels packing from the grouped copy) and decode logits (the
-//! grouped kernel) agree with the candle reference forward over the same Q4_K weights,
-//! dequantised to f32.
+//! Q4_K and Q4_0 models whose matrices the engine regroups for decoding
+//! (`herd_kernels::interleave`): their prompt logits (tiled kernels packing from the grouped
+//! copy) and decode logits (the grouped kernels) agree with the candle reference forward over
+//! the same weights, dequantised to f32.
 //!
 //! The hf-tiny models are 64 wide, and Q4_K needs rows of 256: this test writes a llama of
-//! its own (hf-tiny llama's tokenizer, 256 wide) as GGUF, with random but valid Q4_K blocks
-//! for its matrices (herd has no Q4_K quantiser; the weights need not be good, only the same
-//! bytes on both sides).
+//! its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0 by herd, and as Q4_K with
+//! random but valid blocks for its matrices (herd has no Q4_K quantiser; the weights need not
+//! be good, only the same bytes on both sides).
 
 mod common;
 
@@ -149,19 +149,33 @@ fn write_q4_k_gguf(dir: &Path) -> std::path::PathBuf {
 fn grouped_q4_k_matrices_give_the_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::open(write_q4_k_gguf(dir.path())).unwrap();
-    let q4k = model
+    check_against_reference(&model, GgmlType::Q4_K);
+}
+
+#[test]
+fn grouped_q4_0_matrices_give_the_reference_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf_llama(dir.path());
+    let src = Model::open(dir.path()).unwrap();
+    let path = dir.path().join("q4_0.gguf");
+    let plan = uniform_plan(GgmlType::Q4_0);
+    write_gguf(&src, &path, &plan, &tokenizer_metadata(&src)).unwrap();
+    check_against_reference(&Model::open(&path).unwrap(), GgmlType::Q4_0);
+}
+
+fn check_against_reference(model: &Model, dtype: GgmlType) {
+    let matrices = model
         .weights
         .tensors
-        .values()
-        .filter(|t| t.dtype == GgmlType::Q4_K)
+        .iter()
+        .filter(|(name, w)| w.dtype == dtype && w.shape.len() == 2 && !name.contains("embed"))
         .count();
-    assert_eq!(q4k, 7 * LAYERS + 1, "the file's Q4_K matrices");
-
+    assert_eq!(matrices, 7 * LAYERS + 1, "the file's {dtype} matrices");
     let prompt: Vec<u32> = (0..12).map(|i| 3 + 29 * i % (V as u32 - 3)).collect();
     let feed: Vec<u32> = (0..8).map(|i| 5 + 37 * i % (V as u32 - 5)).collect();
 
-    // The reference: f32 candle ops over the dequantised Q4_K weights.
-    let rm = RefModel::load(&model, &Device::Cpu).unwrap();
+    // The reference: f32 candle ops over the dequantised weights.
+    let rm = RefModel::load(model, &Device::Cpu).unwrap();
     let mut rcache = RefCache::default();
     let t = prompt.len();
     let toks = Tensor::from_vec(prompt.clone(), (1, t), &Device::Cpu).unwrap();
@@ -186,7 +200,7 @@ fn grouped_q4_k_matrices_give_the_reference_logits() {
         .fold(0f32, |m, v| m.max(v.abs()));
 
     for threads in [1, 2] {
-        let mut e = Engine::new(&model, threads).unwrap();
+        let mut e = Engine::new(model, threads).unwrap();
         // Every matrix is 256 wide with rows a multiple of 8, so all of them are grouped
         // wherever the grouped kernels run.
         let want_grouped = if herd_kernels::simd::isa() == Isa::Avx2 {
@@ -204,15 +218,16 @@ fn grouped_q4_k_matrices_give_the_reference_logits() {
             }])
             .unwrap()
             .to_vec();
-        // The engine quantises activations to 8 bits (Q8_K) where the reference multiplies
-        // f32: here a spread of about 0.05 % of the logits' scale. One sub-block scale taken
+        // The engine quantises activations to 8 bits (Q8_K for Q4_K, Q8_0 for Q4_0) where
+        // the reference multiplies f32: here a spread of about 0.05 % (Q4_K) and 1.3 % (Q4_0,
+        // the same with `HERD_INTERLEAVE=0`) of the logits' scale. One sub-block scale taken
         // from the wrong place in the grouped layout moved them by 40 %.
-        let tol = 0.005 * scale;
+        let tol = scale * if dtype == GgmlType::Q4_K { 0.005 } else { 0.03 };
         for (pos, want) in ref_prompt.iter().enumerate() {
             let d = max_abs_diff(&all[pos * V..(pos + 1) * V], want);
             assert!(
                 d < tol,
-                "{threads} threads, prompt position {pos}: max |Δ| = {d} (scale {scale})"
+                "{dtype}, {threads} threads, prompt position {pos}: max |Δ| = {d} (scale {scale})"
             );
         }
         for (step, (&tok, want)) in feed.iter().zip(&ref_steps).enumerate() {
@@ -226,7 +241,7 @@ fn grouped_q4_k_matrices_give_the_reference_logits() {
             let d = max_abs_diff(got, want);
             assert!(
                 d < tol,
-                "{threads} threads, decode step {step}: max |Δ| = {d} (scale {scale})"
+                "{dtype}, {threads} threads, decode step {step}: max |Δ| = {d} (scale {scale})"
             );
         }
     }
