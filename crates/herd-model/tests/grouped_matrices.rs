@@ -1,12 +1,12 @@
-//! Q4_K and Q4_0 models whose matrices the engine regroups for decoding
+//! Q4_K, Q4_0 and Q5_0 models whose matrices the engine regroups for decoding
 //! (`herd_kernels::interleave`): their prompt logits (tiled kernels packing from the grouped
 //! copy) and decode logits (the grouped kernels) agree with the candle reference forward over
 //! the same weights, dequantised to f32.
 //!
 //! The hf-tiny models are 64 wide, and Q4_K needs rows of 256: this test writes a llama of
-//! its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0 by herd, and as Q4_K with
-//! random but valid blocks for its matrices (herd has no Q4_K quantiser; the weights need not
-//! be good, only the same bytes on both sides).
+//! its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0 and Q5_0 by herd, and as
+//! Q4_K with random but valid blocks for its matrices (herd has no Q4_K quantiser; the
+//! weights need not be good, only the same bytes on both sides).
 
 mod common;
 
@@ -152,15 +152,25 @@ fn grouped_q4_k_matrices_give_the_reference_logits() {
     check_against_reference(&model, GgmlType::Q4_K);
 }
 
-#[test]
-fn grouped_q4_0_matrices_give_the_reference_logits() {
+/// The llama of [`write_hf_llama`] quantised to `t` by herd.
+fn check_herd_quantised(t: GgmlType) {
     let dir = tempfile::tempdir().unwrap();
     write_hf_llama(dir.path());
     let src = Model::open(dir.path()).unwrap();
-    let path = dir.path().join("q4_0.gguf");
-    let plan = uniform_plan(GgmlType::Q4_0);
+    let path = dir.path().join(format!("{t}.gguf"));
+    let plan = uniform_plan(t);
     write_gguf(&src, &path, &plan, &tokenizer_metadata(&src)).unwrap();
-    check_against_reference(&Model::open(&path).unwrap(), GgmlType::Q4_0);
+    check_against_reference(&Model::open(&path).unwrap(), t);
+}
+
+#[test]
+fn grouped_q4_0_matrices_give_the_reference_logits() {
+    check_herd_quantised(GgmlType::Q4_0);
+}
+
+#[test]
+fn grouped_q5_0_matrices_give_the_reference_logits() {
+    check_herd_quantised(GgmlType::Q5_0);
 }
 
 fn check_against_reference(model: &Model, dtype: GgmlType) {
@@ -218,9 +228,9 @@ fn check_against_reference(model: &Model, dtype: GgmlType) {
             }])
             .unwrap()
             .to_vec();
-        // The engine quantises activations to 8 bits (Q8_K for Q4_K, Q8_0 for Q4_0) where
-        // the reference multiplies f32: here a spread of about 0.05 % (Q4_K) and 1.3 % (Q4_0,
-        // the same with `HERD_INTERLEAVE=0`) of the logits' scale. One sub-block scale taken
+        // The engine quantises activations to 8 bits (Q8_K for Q4_K, Q8_0 for Q4_0/Q5_0)
+        // where the reference multiplies f32: here a spread of about 0.05 % (Q4_K) and 1.3 %
+        // (Q4_0, the same with `HERD_INTERLEAVE=0`) of the logits' scale. One sub-block scale taken
         // from the wrong place in the grouped layout moved them by 40 %.
         let tol = scale * if dtype == GgmlType::Q4_K { 0.005 } else { 0.03 };
         for (pos, want) in ref_prompt.iter().enumerate() {

@@ -1,4 +1,5 @@
-//! Weights laid out for decoding: Q4_K and Q4_0 rows in groups of 8, interleaved per block.
+//! Weights laid out for decoding: Q4_K, Q4_0 and Q5_0 rows in groups of 8, interleaved per
+//! block.
 //!
 //! A row dot (`simd`) reads its activation block again for every weight row, unpacks that
 //! row's scales on its own and ends in a horizontal sum. In a group, one 32-byte load holds
@@ -8,7 +9,7 @@
 //! (`block_q4_Kx8`, `block_q4_0x8`); here 4-byte steps put each row in its own lane with no
 //! shuffles, and the Q4_K format stores its 6-bit scales and mins unpacked, so no bit
 //! twiddling is left in the loop, at 32 bytes per 1152 (2.8 %) more to read. The formats are
-//! in [`q4_k`] and [`q4_0`].
+//! in [`q4_k`] and [`q32`] (Q4_0, Q5_0).
 //!
 //! The layout is lossless ([`row_of`] gives back the ggml row), and prefill packs its tiles
 //! from it directly (`gemm`), so a model holds its grouped matrices once, in this form.
@@ -20,7 +21,7 @@ use crate::pool::ThreadPool;
 use crate::simd::Isa;
 use crate::types::{GgmlType, QK_K};
 
-pub mod q4_0;
+pub mod q32;
 pub mod q4_k;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
@@ -34,14 +35,14 @@ pub enum Layout {
     /// ggml's: each row its blocks in order, rows one after another.
     #[default]
     Rows,
-    /// Rows in groups of [`GROUP`], as this module describes for the matrix's type (Q4_K or
-    /// Q4_0).
+    /// Rows in groups of [`GROUP`], as this module describes for the matrix's type (Q4_K,
+    /// Q4_0 or Q5_0).
     Grouped,
 }
 
 /// Whether a `rows × cols` matrix of `dtype` can take the grouped layout.
 pub fn supports(dtype: GgmlType, rows: usize, cols: usize) -> bool {
-    matches!(dtype, GgmlType::Q4_K | GgmlType::Q4_0)
+    matches!(dtype, GgmlType::Q4_K | GgmlType::Q4_0 | GgmlType::Q5_0)
         && rows > 0
         && rows.is_multiple_of(GROUP)
         && cols > 0
@@ -62,10 +63,10 @@ fn block_len(dtype: GgmlType) -> usize {
 
 /// Bytes of one block of a group, and of one ggml block, for a groupable type.
 fn block_bytes(dtype: GgmlType) -> (usize, usize) {
-    if dtype == GgmlType::Q4_K {
-        (q4_k::BLOCK, q4_k::Q4K)
-    } else {
-        (q4_0::BLOCK, q4_0::Q40)
+    match dtype {
+        GgmlType::Q4_K => (q4_k::BLOCK, q4_k::Q4K),
+        GgmlType::Q5_0 => (q32::block(true), q32::ggml_block(true)),
+        _ => (q32::block(false), q32::ggml_block(false)),
     }
 }
 
@@ -99,10 +100,10 @@ pub fn interleave(
         len(dtype, rows, cols),
         "interleave: destination length"
     );
-    let put = if dtype == GgmlType::Q4_K {
-        q4_k::put_row_block
-    } else {
-        q4_0::put_row_block
+    let put = match dtype {
+        GgmlType::Q4_K => q4_k::put_row_block,
+        GgmlType::Q5_0 => q32::put_row_block::<true>,
+        _ => q32::put_row_block::<false>,
     };
     let out = SharedMut(dst.as_mut_ptr());
     pool.run_dynamic(rows / GROUP, |g| {
@@ -120,10 +121,10 @@ pub fn interleave(
 /// Row `r` of a grouped matrix `data` (`cols` wide, of `dtype`) as ggml's bytes, into `out`
 /// (one row's bytes).
 pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
-    if dtype == GgmlType::Q4_K {
-        q4_k::row_of(data, cols, r, out)
-    } else {
-        q4_0::row_of(data, cols, r, out)
+    match dtype {
+        GgmlType::Q4_K => q4_k::row_of(data, cols, r, out),
+        GgmlType::Q5_0 => q32::row_of::<true>(data, cols, r, out),
+        _ => q32::row_of::<false>(data, cols, r, out),
     }
 }
 
@@ -136,12 +137,13 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
     let nb = w.cols / block_len(w.dtype);
     let gb = nb * block_bytes(w.dtype).0;
     let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
-    // The Q4_0 kernel takes each activation block's scale and quant sum from the extras:
-    // `prepare` makes them for grouped weights.
+    // The Q4_0/Q5_0 kernels take each activation block's scale and quant sum from the
+    // extras: `prepare` makes them for grouped weights.
     let with_sums = x.isa == Isa::Avx2 && !k4;
     assert!(
         !with_sums || (x.aux_kind == crate::gemm::AuxKind::Blocks && zb == nb * 8),
-        "grouped Q4_0 activations prepared without block sums"
+        "grouped {} activations prepared without block sums",
+        w.dtype
     );
     let groups = rows / GROUP;
     let out = SharedMut(y.as_mut_ptr());
@@ -158,23 +160,24 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `g`
                     // is a whole group and `a` holds `m` activation rows of `rb` bytes for it
-                    // (Q8_K for Q4_K; Q8_0 for Q4_0, with `m` rows of extras of `zb` bytes,
-                    // checked above).
+                    // (Q8_K for Q4_K; Q8_0 for Q4_0/Q5_0, with `m` rows of extras of `zb`
+                    // bytes, checked above).
                     Isa::Avx2 => unsafe {
                         if k4 {
                             x86::dot_q4_k_any(g, a, rb, m, &mut res)
                         } else {
                             let z = &x.aux[t0 * zb..(t0 + m) * zb];
-                            x86::dot_q4_0_any(g, a, rb, z, zb, m, &mut res)
+                            let five = w.dtype == GgmlType::Q5_0;
+                            x86::dot_q32_any(five, g, a, rb, z, zb, m, &mut res)
                         }
                     },
                     _ => {
                         for (j, r) in res.iter_mut().take(m).enumerate() {
                             let a = &a[j * rb..(j + 1) * rb];
-                            *r = if k4 {
-                                q4_k::dot_group(g, a)
-                            } else {
-                                q4_0::dot_group(g, a)
+                            *r = match w.dtype {
+                                GgmlType::Q4_K => q4_k::dot_group(g, a),
+                                GgmlType::Q5_0 => q32::dot_group::<true>(g, a),
+                                _ => q32::dot_group::<false>(g, a),
                             };
                         }
                     }

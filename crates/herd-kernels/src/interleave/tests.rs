@@ -1,4 +1,4 @@
-//! The grouped layouts against ggml's rows: lossless, and every kernel that reads them (the
+//! The grouped layouts (Q4_K, Q4_0, Q5_0) against ggml's rows: lossless, and every kernel that reads them (the
 //! scalar and AVX2 decode kernels, the tiled prefill packing) gives the products the scalar
 //! row kernels give on the original matrix.
 
@@ -6,7 +6,7 @@ use super::*;
 use crate::matmul::matmul_with;
 use crate::simd::tests::{random_floats, weight_row};
 
-const TYPES: [GgmlType; 2] = [GgmlType::Q4_K, GgmlType::Q4_0];
+const TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q4_0, GgmlType::Q5_0];
 
 fn matrix(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     (0..rows)
@@ -37,7 +37,7 @@ fn grouping_is_lossless() {
 }
 
 #[test]
-fn only_whole_groups_of_q4_k_and_q4_0_are_grouped() {
+fn only_whole_groups_of_the_grouped_types_are_grouped() {
     assert!(supports(GgmlType::Q4_K, 8, 256));
     assert!(supports(GgmlType::Q4_K, 5632, 2048));
     assert!(!supports(GgmlType::Q4_K, 12, 256));
@@ -47,7 +47,9 @@ fn only_whole_groups_of_q4_k_and_q4_0_are_grouped() {
     assert!(!supports(GgmlType::Q4_0, 900, 896));
     assert!(!supports(GgmlType::Q4_0, 8, 48));
     assert!(!supports(GgmlType::Q6_K, 8, 256));
-    assert!(!supports(GgmlType::Q5_0, 8, 256));
+    assert!(supports(GgmlType::Q5_0, 8, 896));
+    assert!(!supports(GgmlType::Q5_1, 8, 256));
+    assert!(!supports(GgmlType::Q8_0, 8, 256));
 }
 
 /// Products over the grouped matrix at every level and token count (decode below the tiles'

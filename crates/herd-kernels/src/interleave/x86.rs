@@ -6,13 +6,14 @@
 //! - Q4_K, per super-block: 32 loads; the low halves are sub-block `2j`, the high `2j + 1`,
 //!   each `madd`-ed with its scale per row into i32 lanes; the mins come off through the
 //!   activations' block sums.
-//! - Q4_0, per block: 4 loads, the zero point (8) off through the activation block's sum.
+//! - Q4_0 and Q5_0, per block: 4 loads (and one of the fifth bits), the zero point (8, 16)
+//!   off through the activation block's sum.
 
 use std::arch::x86_64::*;
 
 use super::GROUP;
-use super::q4_0;
 use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
+use super::q32;
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 
 const Q8K: usize = 292;
@@ -144,14 +145,17 @@ unsafe fn dot_q4_k<const N: usize>(
     acc
 }
 
-/// [`dot_q4_0`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+/// [`dot_q32`] for `m` (1..=4) tokens at run time, into `out[..m]`: Q5_0 if `five`, else
+/// Q4_0.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` is a whole Q4_0 group, `a` holds `m` Q8_0 rows
-/// of `arb` bytes and `z` their block extras (`gemm::AuxKind::Blocks`), `zb` bytes a row,
-/// each as many blocks as `g`.
+/// The CPU must have AVX2, FMA and F16C; `g` is a whole group of that type, `a` holds `m`
+/// Q8_0 rows of `arb` bytes and `z` their block extras (`gemm::AuxKind::Blocks`), `zb` bytes
+/// a row, each as many blocks as `g`.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_0_any(
+pub(crate) unsafe fn dot_q32_any(
+    five: bool,
     g: &[u8],
     a: &[u8],
     arb: usize,
@@ -160,22 +164,81 @@ pub(crate) unsafe fn dot_q4_0_any(
     m: usize,
     out: &mut [[f32; GROUP]; 4],
 ) {
-    let nb = g.len() / q4_0::BLOCK;
+    let nb = g.len() / q32::block(five);
     debug_assert!(a.len() >= m * arb && arb >= nb * 34 && z.len() >= m * zb && zb >= nb * 8);
     let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
     let mut store = |v: &[__m256]| store_rows(out, v);
     // SAFETY: forwarded to the caller.
     unsafe {
-        match m {
-            1 => store(&dot_q4_0::<1>(g, nb, a, arb, z, zb)),
-            2 => store(&dot_q4_0::<2>(g, nb, a, arb, z, zb)),
-            3 => store(&dot_q4_0::<3>(g, nb, a, arb, z, zb)),
-            _ => store(&dot_q4_0::<4>(g, nb, a, arb, z, zb)),
+        match (five, m) {
+            (false, 1) => store(&dot_q32::<false, 1>(g, nb, a, arb, z, zb)),
+            (false, 2) => store(&dot_q32::<false, 2>(g, nb, a, arb, z, zb)),
+            (false, 3) => store(&dot_q32::<false, 3>(g, nb, a, arb, z, zb)),
+            (false, _) => store(&dot_q32::<false, 4>(g, nb, a, arb, z, zb)),
+            (true, 1) => store(&dot_q32::<true, 1>(g, nb, a, arb, z, zb)),
+            (true, 2) => store(&dot_q32::<true, 2>(g, nb, a, arb, z, zb)),
+            (true, 3) => store(&dot_q32::<true, 3>(g, nb, a, arb, z, zb)),
+            (true, _) => store(&dot_q32::<true, 4>(g, nb, a, arb, z, zb)),
         }
     }
 }
 
-/// Lane `r` of result `t`: row `r` of the Q4_0 group · token `t`.
+/// The quants of a Q4_0 (Q5_0 if `FIVE`) group block `blk`, step by step: the low and the
+/// high halves, one row per 32-bit lane, 0..16 (0..32).
+///
+/// # Safety
+/// `blk` must point at a whole group block of the type.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn q32_steps<const FIVE: bool>(blk: *const u8) -> [(__m256i, __m256i); 4] {
+    // SAFETY (all): forwarded to the caller.
+    let high = if FIVE {
+        unsafe { load256(blk.add(q32::QH)) }
+    } else {
+        _mm256_setzero_si256()
+    };
+    unsafe {
+        [
+            q32_step::<FIVE, 0>(blk, high),
+            q32_step::<FIVE, 1>(blk, high),
+            q32_step::<FIVE, 2>(blk, high),
+            q32_step::<FIVE, 3>(blk, high),
+        ]
+    }
+}
+
+/// Step `k`'s quants of a Q4_0/Q5_0 group block `blk`: the low and the high halves, one row
+/// per 32-bit lane, with the fifth bits of Q5_0 (`high`: the block's `qh` words) in place.
+///
+/// # Safety
+/// `blk` must point at a whole group block of the type.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q32_step<const FIVE: bool, const K: i32>(
+    blk: *const u8,
+    high: __m256i,
+) -> (__m256i, __m256i) {
+    let m4 = _mm256_set1_epi8(0xF);
+    // SAFETY: step `K < 4` lies inside the block.
+    let bits = unsafe { load256(blk.add(q32::QS + 32 * K as usize)) };
+    let mut lo = _mm256_and_si256(bits, m4);
+    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+    if FIVE {
+        let fifth = _mm256_set1_epi8(0x10);
+        // See `q32`: elements 4K + e sit at bit 8e + 4 + K, elements 16 + 4K + e at 8e + K.
+        let l = _mm256_srl_epi32(high, _mm_cvtsi32_si128(K));
+        let h = _mm256_sll_epi32(high, _mm_cvtsi32_si128(4 - K));
+        lo = _mm256_or_si256(lo, _mm256_and_si256(l, fifth));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(h, fifth));
+    }
+    (lo, hi)
+}
+
+/// Lane `r` of result `t`: row `r` of the Q4_0 (Q5_0 if `FIVE`) group · token `t`.
+///
+/// The quants are stored unsigned (0..16, 0..32); the zero point (8, 16) comes off as
+/// `zero·Σa` through the activation block's sum. Five-bit pair sums reach 2·31·128, so the low
+/// and high halves sum in separate 16-bit registers (4 steps each).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks, `a` `N` Q8_0 rows of
@@ -183,7 +246,7 @@ pub(crate) unsafe fn dot_q4_0_any(
 /// scale as f32, then Σq as i32).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_q4_0<const N: usize>(
+unsafe fn dot_q32<const FIVE: bool, const N: usize>(
     g: *const u8,
     nb: usize,
     a: *const u8,
@@ -191,34 +254,42 @@ unsafe fn dot_q4_0<const N: usize>(
     z: *const u8,
     zb: usize,
 ) -> [__m256; N] {
-    let m4 = _mm256_set1_epi8(0xF);
     let ones = _mm256_set1_epi16(1);
+    let zero_shift = if FIVE { 4 } else { 3 };
     let pf = software_prefetch();
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..nb {
         // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
         // extras.
         unsafe {
-            let blk = g.add(b * q4_0::BLOCK);
-            prefetch_ahead(blk, q4_0::BLOCK, pf);
+            let blk = g.add(b * q32::block(FIVE));
+            prefetch_ahead(blk, q32::block(FIVE), pf);
             let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + 34 * b + 2));
-            let mut p = [_mm256_setzero_si256(); N];
-            for k in 0..4 {
-                let bits = load256(blk.add(q4_0::QS + 32 * k));
-                let wl = _mm256_and_si256(bits, m4);
-                let wh = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            let steps = q32_steps::<FIVE>(blk);
+            let mut plo = [_mm256_setzero_si256(); N];
+            let mut phi = [_mm256_setzero_si256(); N];
+            for (k, (wl, wh)) in steps.iter().enumerate() {
                 for t in 0..N {
                     let q = ab[t].add(4 * k);
-                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wl, bcast4(q)));
-                    p[t] = _mm256_add_epi16(p[t], _mm256_maddubs_epi16(wh, bcast4(q.add(16))));
+                    plo[t] = _mm256_add_epi16(plo[t], _mm256_maddubs_epi16(*wl, bcast4(q)));
+                    phi[t] = _mm256_add_epi16(phi[t], _mm256_maddubs_epi16(*wh, bcast4(q.add(16))));
                 }
             }
-            let d = _mm256_cvtph_ps(load128(blk.add(q4_0::D)));
+            let d = _mm256_cvtph_ps(load128(blk.add(q32::d_at(FIVE))));
             for t in 0..N {
                 let zt = z.add(t * zb + 8 * b);
-                // Σ (q - 8)·a = Σ q·a - 8·Σa.
-                let sum8 = zt.add(4).cast::<i32>().read_unaligned() << 3;
-                let s = _mm256_sub_epi32(_mm256_madd_epi16(p[t], ones), _mm256_set1_epi32(sum8));
+                // Σ (q - zero)·a = Σ q·a - zero·Σa.
+                let sumz = zt.add(4).cast::<i32>().read_unaligned() << zero_shift;
+                let s = if FIVE {
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(plo[t], ones),
+                        _mm256_madd_epi16(phi[t], ones),
+                    )
+                } else {
+                    // 8 steps of 4-bit products fit 16 bits.
+                    _mm256_madd_epi16(_mm256_add_epi16(plo[t], phi[t]), ones)
+                };
+                let s = _mm256_sub_epi32(s, _mm256_set1_epi32(sumz));
                 let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
             }

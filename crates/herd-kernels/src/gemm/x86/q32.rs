@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
-use crate::interleave::{Layout, q4_0 as grouped_q4_0};
+use crate::interleave::{Layout, q32 as grouped, x86::q32_steps};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
 use crate::simd::x86::{bcast4, bytes_from_bits32, f16_at, load128, load256, nibbles32};
@@ -66,8 +66,8 @@ pub(super) unsafe fn run<const K: u8>(
     let (arb, auxrb) = (x.row_bytes(), x.aux_row_bytes());
     assert_eq!(auxrb, nb * 8, "activations prepared without block sums");
     let (acts, aux) = (x.bytes, x.aux);
-    let grouped = w.layout == Layout::Grouped;
-    debug_assert!(!grouped || K == Q4_0);
+    let is_grouped = w.layout == Layout::Grouped;
+    debug_assert!(!is_grouped || K == Q4_0 || K == Q5_0);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -78,8 +78,10 @@ pub(super) unsafe fn run<const K: u8>(
             y,
             nb * packed(K),
             |r0, dst| {
-                if grouped {
-                    pack_grouped(data.as_ptr(), nb, r0, dst)
+                if is_grouped && K == Q5_0 {
+                    pack_grouped::<true>(data.as_ptr(), nb, r0, dst)
+                } else if is_grouped {
+                    pack_grouped::<false>(data.as_ptr(), nb, r0, dst)
                 } else {
                     pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
                 }
@@ -122,32 +124,30 @@ unsafe fn decode<const K: u8>(blk: *const u8) -> __m256i {
     }
 }
 
-/// [`pack`] for Q4_0 rows `r0..r0 + 8` of a matrix in the grouped layout
-/// (`crate::interleave::q4_0`), which already has the rows in lanes: its steps only split into
-/// nibbles.
+/// [`pack`] for Q4_0 (Q5_0 if `FIVE`) rows `r0..r0 + 8` of a matrix in the grouped layout
+/// (`crate::interleave::q32`), which already has the rows in lanes: its steps only split into
+/// nibbles (and take their fifth bits).
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `data` is a grouped Q4_0 matrix of `nb` blocks per row
-/// holding rows `r0..r0 + 8` (`r0` a multiple of 8), and `dst` has room for `nb` packed
-/// blocks.
+/// The CPU must have AVX2, FMA and F16C; `data` is a grouped matrix of that type with `nb`
+/// blocks per row holding rows `r0..r0 + 8` (`r0` a multiple of 8), and `dst` has room for
+/// `nb` packed blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
-    let m4 = _mm256_set1_epi8(0xF);
+unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
+    let k = if FIVE { Q5_0 } else { Q4_0 };
     for b in 0..nb {
         // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
         // caller's buffers; the offsets are those of the two layouts.
         unsafe {
-            let g = data.add((r0 / PANEL * nb + b) * grouped_q4_0::BLOCK);
-            let o = dst.add(b * packed(Q4_0));
-            for k in 0..4 {
-                let bits = load256(g.add(grouped_q4_0::QS + 32 * k));
-                let lo = _mm256_and_si256(bits, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-                _mm256_storeu_si256(o.add(32 * k).cast(), lo);
-                _mm256_storeu_si256(o.add(32 * (4 + k)).cast(), hi);
+            let g = data.add((r0 / PANEL * nb + b) * grouped::block(FIVE));
+            let o = dst.add(b * packed(k));
+            let steps = q32_steps::<FIVE>(g);
+            for (s, (lo, hi)) in steps.iter().enumerate() {
+                _mm256_storeu_si256(o.add(32 * s).cast(), *lo);
+                _mm256_storeu_si256(o.add(32 * (4 + s)).cast(), *hi);
             }
-            let d = _mm256_cvtph_ps(load128(g.add(grouped_q4_0::D)));
-            _mm256_storeu_ps(o.add(qbytes(Q4_0)).cast(), d);
+            let d = _mm256_cvtph_ps(load128(g.add(grouped::d_at(FIVE))));
+            _mm256_storeu_ps(o.add(qbytes(k)).cast(), d);
         }
     }
 }
