@@ -1,4 +1,4 @@
-//! The grouped layouts (Q4_K, Q4_0, Q5_0) against ggml's rows: lossless, and every kernel that reads them (the
+//! The grouped layouts (Q4_K, Q6_K, Q4_0, Q5_0) against ggml's rows: lossless, and every kernel that reads them (the
 //! scalar and AVX2 decode kernels, the tiled prefill packing) gives the products the scalar
 //! row kernels give on the original matrix.
 
@@ -6,7 +6,12 @@ use super::*;
 use crate::matmul::matmul_with;
 use crate::simd::tests::{random_floats, weight_row};
 
-const TYPES: [GgmlType; 3] = [GgmlType::Q4_K, GgmlType::Q4_0, GgmlType::Q5_0];
+const TYPES: [GgmlType; 4] = [
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+];
 
 fn matrix(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     (0..rows)
@@ -46,7 +51,9 @@ fn only_whole_groups_of_the_grouped_types_are_grouped() {
     assert!(supports(GgmlType::Q4_0, 896, 4864));
     assert!(!supports(GgmlType::Q4_0, 900, 896));
     assert!(!supports(GgmlType::Q4_0, 8, 48));
-    assert!(!supports(GgmlType::Q6_K, 8, 256));
+    assert!(supports(GgmlType::Q6_K, 8, 256));
+    assert!(!supports(GgmlType::Q6_K, 8, 896));
+    assert!(!supports(GgmlType::Q5_K, 8, 256));
     assert!(supports(GgmlType::Q5_0, 8, 896));
     assert!(!supports(GgmlType::Q5_1, 8, 256));
     assert!(!supports(GgmlType::Q8_0, 8, 256));

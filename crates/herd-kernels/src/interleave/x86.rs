@@ -6,6 +6,9 @@
 //! - Q4_K, per super-block: 32 loads; the low halves are sub-block `2j`, the high `2j + 1`,
 //!   each `madd`-ed with its scale per row into i32 lanes; the mins come off through the
 //!   activations' block sums.
+//! - Q6_K, per super-block: 48 loads (low bits and high bits) give 64 registers of 6-bit
+//!   quants; as those reach 2·63·128 per pair, two steps sum in 16 bits before their
+//!   sub-block's scale widens them; the zero point (32) comes off through the block sums.
 //! - Q4_0 and Q5_0, per block: 4 loads (and one of the fifth bits), the zero point (8, 16)
 //!   off through the activation block's sum.
 
@@ -13,7 +16,7 @@ use std::arch::x86_64::*;
 
 use super::GROUP;
 use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
-use super::q32;
+use super::{q6_k, q32};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 
 const Q8K: usize = 292;
@@ -291,6 +294,154 @@ unsafe fn dot_q32<const FIVE: bool, const N: usize>(
                 };
                 let s = _mm256_sub_epi32(s, _mm256_set1_epi32(sumz));
                 let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`dot_q6_k`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `g` is a whole Q6_K group and `a` holds `m` Q8_K rows
+/// of `arb` bytes, each as many super-blocks as `g`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q6_k_any(
+    g: &[u8],
+    a: &[u8],
+    arb: usize,
+    m: usize,
+    out: &mut [[f32; GROUP]; 4],
+) {
+    let nb = g.len() / q6_k::BLOCK;
+    debug_assert!(a.len() >= m * arb && arb >= nb * Q8K);
+    let (g, a) = (g.as_ptr(), a.as_ptr());
+    let mut store = |v: &[__m256]| store_rows(out, v);
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        match m {
+            1 => store(&dot_q6_k::<1>(g, nb, a, arb)),
+            2 => store(&dot_q6_k::<2>(g, nb, a, arb)),
+            3 => store(&dot_q6_k::<3>(g, nb, a, arb)),
+            _ => store(&dot_q6_k::<4>(g, nb, a, arb)),
+        }
+    }
+}
+
+/// The quants (0..64) of step `(h, k)` of a Q6_K group block: elements
+/// `128h + 32m + 4k ..` for `m < 4`, one row per 32-bit lane.
+///
+/// # Safety
+/// `blk` must point at a whole Q6_K group block; `h < 2`, `k < 8`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn q6_k_step(blk: *const u8, h: usize, k: usize) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0xF);
+    let m30 = _mm256_set1_epi8(0x30);
+    // SAFETY: the step lies inside the block.
+    let (qa, qb, qh) = unsafe {
+        let at = blk.add(q6_k::step_at(h, k));
+        (load256(at), load256(at.add(32)), load256(at.add(64)))
+    };
+    // Bits 2m, 2m + 1 of each qh byte to bits 4, 5: 16-bit shifts, as what crosses into the
+    // neighbouring byte lands outside the mask.
+    [
+        _mm256_or_si256(
+            _mm256_and_si256(qa, m4),
+            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(qb, m4),
+            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4),
+            _mm256_and_si256(qh, m30),
+        ),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+        ),
+    ]
+}
+
+/// `vpshufb` masks over 16 scale bytes (sub-block `2p` then `2p + 1`, a byte per row): each
+/// of the first 8 twice (to `madd` with a row's two pair sums), and the two interleaved (the
+/// pair of scales that meets the pair of block sums `2p, 2p + 1`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) fn scale_masks() -> (__m128i, __m128i) {
+    (
+        _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7),
+        _mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15),
+    )
+}
+
+/// Lane `r` of result `t`: row `r` of the Q6_K group · token `t`.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks and `a` `N` Q8_K rows of
+/// `nb` blocks, `arb` bytes apart.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_q6_k<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+) -> [__m256; N] {
+    let (dup, pairs) = scale_masks();
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group and of every token row.
+        unsafe {
+            let blk = g.add(b * q6_k::BLOCK);
+            prefetch_ahead(blk, q6_k::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for h in 0..2 {
+                for q in 0..2 {
+                    // Sub-blocks 8h + 2m + q, m < 4: their scales, twice per row lane.
+                    let sc: [__m256i; 4] = std::array::from_fn(|m| {
+                        let s = _mm_loadl_epi64(blk.add(q6_k::SC + 8 * (8 * h + 2 * m + q)).cast());
+                        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, dup))
+                    });
+                    for half in 0..2 {
+                        let mut p = [[_mm256_setzero_si256(); 4]; N];
+                        for kk in 0..2 {
+                            let k = 4 * q + 2 * half + kk;
+                            let v = q6_k_step(blk, h, k);
+                            for t in 0..N {
+                                for m in 0..4 {
+                                    let av = bcast4(ab[t].add(4 + 128 * h + 32 * m + 4 * k));
+                                    let prod = _mm256_maddubs_epi16(v[m], av);
+                                    p[t][m] = _mm256_add_epi16(p[t][m], prod);
+                                }
+                            }
+                        }
+                        for t in 0..N {
+                            for m in 0..4 {
+                                let s = _mm256_madd_epi16(p[t][m], sc[m]);
+                                sumi[t] = _mm256_add_epi32(sumi[t], s);
+                            }
+                        }
+                    }
+                }
+            }
+            let d = _mm256_cvtph_ps(load128(blk.add(q6_k::D)));
+            for t in 0..N {
+                // Zero point: 32 · Σ_j scale_j · (the activations' sum over sub-block j).
+                let mut summ = _mm256_setzero_si256();
+                for p in 0..8 {
+                    let s = load128(blk.add(q6_k::SC + 16 * p));
+                    let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pairs));
+                    let sums = bcast4(ab[t].add(260 + 4 * p));
+                    summ = _mm256_add_epi32(summ, _mm256_madd_epi16(s, sums));
+                }
+                let s = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(summ));
+                let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
             }
         }

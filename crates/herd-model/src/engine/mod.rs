@@ -201,6 +201,16 @@ unsafe impl<T> Sync for Ptr<T> {}
 impl Engine {
     /// An engine over `model`'s weights with `threads` threads.
     pub fn new(model: &Model, threads: usize) -> Result<Self> {
+        Self::build(model, threads, true)
+    }
+
+    /// An engine that keeps every matrix in ggml's rows, as the file has them: what the
+    /// grouped layout is compared against (`HERD_INTERLEAVE=0` does this process-wide).
+    pub fn with_ggml_rows(model: &Model, threads: usize) -> Result<Self> {
+        Self::build(model, threads, false)
+    }
+
+    fn build(model: &Model, threads: usize, group: bool) -> Result<Self> {
         let spec = model.spec.clone();
         let t = model.tensors()?;
         let off = spec.norm_weight_offset;
@@ -253,7 +263,9 @@ impl Engine {
         };
         let pool = ThreadPool::new(threads);
         let mut t = t;
-        group_matrices(&mut t, spec.tie_embeddings, &pool);
+        if group {
+            group_matrices(&mut t, spec.tie_embeddings, &pool);
+        }
         Ok(Engine {
             spec,
             t,

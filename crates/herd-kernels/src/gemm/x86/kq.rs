@@ -17,7 +17,8 @@ use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
 use crate::dequant::{q3_k_scales, scale_min_k4};
-use crate::interleave::{Layout, q4_k as grouped_q4_k};
+use crate::interleave::x86::{q6_k_step, scale_masks};
+use crate::interleave::{Layout, q4_k as grouped_q4_k, q6_k as grouped_q6_k};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
 use crate::simd::x86::{bcast4, f16_at, load128, load256};
@@ -77,7 +78,7 @@ pub(super) unsafe fn run<const K: u8>(
     let arb = x.row_bytes();
     let acts = x.bytes;
     let grouped = w.layout == Layout::Grouped;
-    debug_assert!(!grouped || K == Q4_K);
+    debug_assert!(!grouped || K == Q4_K || K == Q6_K);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -88,7 +89,9 @@ pub(super) unsafe fn run<const K: u8>(
             y,
             nb * packed(K),
             |r0, dst| {
-                if grouped {
+                if grouped && K == Q6_K {
+                    pack_grouped_q6_k(data.as_ptr(), nb, r0, dst)
+                } else if grouped {
                     pack_grouped(data.as_ptr(), nb, r0, dst)
                 } else {
                     pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
@@ -96,6 +99,47 @@ pub(super) unsafe fn run<const K: u8>(
             },
             |panel, t0, rn| kern_any::<K>(panel, nb, acts.as_ptr().add(t0 * arb), arb, rn),
         )
+    }
+}
+
+/// [`pack`] for Q6_K rows `r0..r0 + 8` of a matrix in the grouped layout (`interleave::q6_k`):
+/// its steps decode straight into rows-in-lanes quants, its scales only widen.
+///
+/// # Safety
+/// As [`pack_grouped`], for a grouped Q6_K matrix.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_grouped_q6_k(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
+    const K: u8 = Q6_K;
+    let (dup, pairs) = scale_masks();
+    for b in 0..nb {
+        // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
+        // caller's buffers; the offsets are those of the two layouts.
+        unsafe {
+            let g = data.add((r0 / PANEL * nb + b) * grouped_q6_k::BLOCK);
+            let o = dst.add(b * packed(K));
+            for h in 0..2 {
+                for k in 0..8 {
+                    // Step (h, k), part m holds elements 128h + 32m + 4k.., which is packed
+                    // step 32h + 8m + k.
+                    for (m, v) in q6_k_step(g, h, k).iter().enumerate() {
+                        _mm256_storeu_si256(o.add(32 * (32 * h + 8 * m + k)).cast(), *v);
+                    }
+                }
+            }
+            for j in 0..16 {
+                let s = _mm_loadl_epi64(g.add(grouped_q6_k::SC + 8 * j).cast());
+                let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, dup));
+                _mm256_storeu_si256(o.add(SC + 32 * j).cast(), s);
+            }
+            // `off[t]`: per row the scales of sub-blocks 2t, 2t + 1, for the zero point.
+            for t in 0..8 {
+                let s = load128(g.add(grouped_q6_k::SC + 16 * t));
+                let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pairs));
+                _mm256_storeu_si256(o.add(off_at(K) + 32 * t).cast(), s);
+            }
+            let d = _mm256_cvtph_ps(load128(g.add(grouped_q6_k::D)));
+            _mm256_storeu_ps(o.add(d_at(K)).cast(), d);
+        }
     }
 }
 
