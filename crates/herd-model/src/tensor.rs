@@ -88,18 +88,14 @@ impl StoredTensor {
             return None;
         }
         let len = interleave::len(self.dtype, rows, cols);
-        // 64 bytes of slack to start on a cache line: the kernel's 32-byte loads then never
-        // straddle two.
-        let mut buf = vec![0u8; len + 64];
-        let start = buf.as_ptr().align_offset(64);
-        interleave::interleave(
-            pool,
-            self.dtype,
-            self.bytes(),
-            rows,
-            cols,
-            &mut buf[start..start + len],
-        );
+        // Anonymous pages (page-aligned, so the kernel's 32-byte loads never straddle cache
+        // lines), asked to be huge where the kernel allows it: decode streams the whole
+        // matrix every token, and with 4 KiB pages every page costs a TLB miss.
+        let mut map = memmap2::MmapMut::map_anon(len).ok()?;
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
+        interleave::interleave(pool, self.dtype, self.bytes(), rows, cols, &mut map[..]);
+        let map = map.make_read_only().ok()?;
         #[cfg(unix)]
         if let Storage::Mapped { map, start, len } = &self.storage {
             // SAFETY: the map is read-only and file-backed: dropping its pages only makes a
@@ -112,9 +108,9 @@ impl StoredTensor {
             dtype: self.dtype,
             shape: self.shape.clone(),
             layout: Layout::Grouped,
-            storage: Storage::Owned {
-                buf: Arc::new(buf),
-                start,
+            storage: Storage::Mapped {
+                map: Arc::new(map),
+                start: 0,
                 len,
             },
         })
