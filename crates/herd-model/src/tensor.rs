@@ -9,19 +9,15 @@ use memmap2::Mmap;
 /// Where a tensor's bytes live.
 #[derive(Clone)]
 enum Storage {
-    /// A range of a memory-mapped file: nothing is read until the bytes are touched.
+    /// A range of a memory map: of the model file (nothing is read until the bytes are
+    /// touched), or an anonymous one holding a grouped copy ([`StoredTensor::grouped`]).
     Mapped {
         map: Arc<Mmap>,
         start: usize,
         len: usize,
     },
-    /// Bytes herd made (a split of a fused tensor, a converted copy, a grouped matrix):
-    /// `len` bytes from `start`, which the grouped layout aligns to 64.
-    Owned {
-        buf: Arc<Vec<u8>>,
-        start: usize,
-        len: usize,
-    },
+    /// Bytes herd made (a split of a fused tensor, a converted copy).
+    Owned(Arc<Vec<u8>>),
 }
 
 /// One stored tensor. `shape` is in PyTorch order, outermost first: a linear layer's weight
@@ -60,16 +56,11 @@ impl StoredTensor {
     }
 
     pub fn owned(dtype: GgmlType, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
-        let len = bytes.len();
         StoredTensor {
             dtype,
             shape,
             layout: Layout::Rows,
-            storage: Storage::Owned {
-                buf: Arc::new(bytes),
-                start: 0,
-                len,
-            },
+            storage: Storage::Owned(Arc::new(bytes)),
         }
     }
 
@@ -119,7 +110,7 @@ impl StoredTensor {
     pub fn bytes(&self) -> &[u8] {
         match &self.storage {
             Storage::Mapped { map, start, len } => &map[*start..*start + *len],
-            Storage::Owned { buf, start, len } => &buf[*start..*start + *len],
+            Storage::Owned(v) => v,
         }
     }
 
@@ -192,9 +183,7 @@ impl StoredTensor {
             Storage::Mapped { map, start: s, .. } => {
                 StoredTensor::mapped(self.dtype, shape, map.clone(), s + range.start, range.len())
             }
-            Storage::Owned { .. } => {
-                StoredTensor::owned(self.dtype, shape, self.bytes()[range].to_vec())
-            }
+            Storage::Owned(v) => StoredTensor::owned(self.dtype, shape, v[range].to_vec()),
         }
     }
 
