@@ -1,11 +1,11 @@
-//! Q4_K, Q6_K, Q4_0 and Q5_0 models whose matrices the engine regroups for decoding
+//! Q4_K, Q6_K, Q4_0, Q5_0 and Q8_0 models whose matrices the engine regroups for decoding
 //! (`herd_kernels::interleave`): their prompt logits (tiled kernels packing from the grouped
 //! copy) and decode logits (the grouped kernels) equal those of an engine on ggml's rows to
 //! float rounding, and agree with the candle reference forward over the same weights,
 //! dequantised to f32, to the spread that 8-bit activations allow.
 //!
 //! The hf-tiny models are 64 wide, and the k-quants need rows of 256: this test writes a llama
-//! of its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0 and Q5_0 by herd, and
+//! of its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0, Q5_0 and Q8_0 by herd, and
 //! as Q4_K and Q6_K with random but valid blocks for its matrices (herd has no k-quant
 //! quantiser; the weights need not be good, only the same bytes on both sides).
 
@@ -45,7 +45,7 @@ fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 /// A Hugging Face llama folder in `dir`: hf-tiny llama's tokenizer, 256-wide random weights.
-fn write_hf_llama(dir: &Path) {
+fn write_hf_llama(dir: &Path, tied: bool) {
     let tiny = hf_tiny("llama");
     for f in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(tiny.join(f), dir.join(f)).unwrap();
@@ -59,14 +59,17 @@ fn write_hf_llama(dir: &Path) {
     config["num_key_value_heads"] = KV_HEADS.into();
     config["num_hidden_layers"] = LAYERS.into();
     config["vocab_size"] = V.into();
+    config["tie_word_embeddings"] = tied.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 
     let kv = KV_HEADS * HEAD_DIM;
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
         ("model.embed_tokens.weight".into(), vec![V, H]),
         ("model.norm.weight".into(), vec![H]),
-        ("lm_head.weight".into(), vec![V, H]),
     ];
+    if !tied {
+        shapes.push(("lm_head.weight".into(), vec![V, H]));
+    }
     for i in 0..LAYERS {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         shapes.extend([
@@ -128,7 +131,7 @@ fn random_k_quant(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
 /// The llama of [`write_hf_llama`] as GGUF, its matrices `t` (Q4_K or Q6_K; the embeddings
 /// stay F32).
 fn write_k_quant_gguf(dir: &Path, t: GgmlType) -> std::path::PathBuf {
-    write_hf_llama(dir);
+    write_hf_llama(dir, false);
     let src = Model::open(dir).unwrap();
     let f32_path = dir.join("f32.gguf");
     let plan = uniform_plan(GgmlType::F32);
@@ -159,35 +162,42 @@ fn write_k_quant_gguf(dir: &Path, t: GgmlType) -> std::path::PathBuf {
 fn grouped_q4_k_matrices_give_the_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::open(write_k_quant_gguf(dir.path(), GgmlType::Q4_K)).unwrap();
-    check_against_reference(&model, GgmlType::Q4_K);
+    check_against_reference(&model, GgmlType::Q4_K, false);
 }
 
 #[test]
 fn grouped_q6_k_matrices_give_the_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::open(write_k_quant_gguf(dir.path(), GgmlType::Q6_K)).unwrap();
-    check_against_reference(&model, GgmlType::Q6_K);
+    check_against_reference(&model, GgmlType::Q6_K, false);
 }
 
 /// The llama of [`write_hf_llama`] quantised to `t` by herd.
-fn check_herd_quantised(t: GgmlType) {
+fn check_herd_quantised(t: GgmlType, tied: bool) {
     let dir = tempfile::tempdir().unwrap();
-    write_hf_llama(dir.path());
+    write_hf_llama(dir.path(), tied);
     let src = Model::open(dir.path()).unwrap();
     let path = dir.path().join(format!("{t}.gguf"));
     let plan = uniform_plan(t);
     write_gguf(&src, &path, &plan, &tokenizer_metadata(&src)).unwrap();
-    check_against_reference(&Model::open(&path).unwrap(), t);
+    check_against_reference(&Model::open(&path).unwrap(), t, tied);
 }
 
 #[test]
 fn grouped_q4_0_matrices_give_the_reference_logits() {
-    check_herd_quantised(GgmlType::Q4_0);
+    check_herd_quantised(GgmlType::Q4_0, false);
 }
 
 #[test]
 fn grouped_q5_0_matrices_give_the_reference_logits() {
-    check_herd_quantised(GgmlType::Q5_0);
+    check_herd_quantised(GgmlType::Q5_0, false);
+}
+
+/// Tied embeddings, as Qwen2.5-0.5B has: the output projection is grouped, the lookup reads
+/// the file's rows.
+#[test]
+fn grouped_q8_0_matrices_give_the_reference_logits_with_tied_embeddings() {
+    check_herd_quantised(GgmlType::Q8_0, true);
 }
 
 /// Logits of every prompt position, then of each step fed `feed` (teacher forcing).
@@ -215,14 +225,16 @@ fn run(e: &mut Engine, prompt: &[u32], feed: &[u32]) -> Vec<Vec<f32>> {
     out
 }
 
-fn check_against_reference(model: &Model, dtype: GgmlType) {
+fn check_against_reference(model: &Model, dtype: GgmlType, tied: bool) {
     let matrices = model
         .weights
         .tensors
         .iter()
         .filter(|(name, w)| w.dtype == dtype && w.shape.len() == 2 && !name.contains("embed"))
         .count();
-    assert_eq!(matrices, 7 * LAYERS + 1, "the file's {dtype} matrices");
+    let head = usize::from(!tied);
+    assert_eq!(matrices, 7 * LAYERS + head, "the file's {dtype} matrices");
+    assert_eq!(model.spec.tie_embeddings, tied);
     let prompt: Vec<u32> = (0..12).map(|i| 3 + 29 * i % (V as u32 - 3)).collect();
     let feed: Vec<u32> = (0..8).map(|i| 5 + 37 * i % (V as u32 - 5)).collect();
 
@@ -254,8 +266,8 @@ fn check_against_reference(model: &Model, dtype: GgmlType) {
 
     for threads in [1, 2] {
         let mut e = Engine::new(model, threads).unwrap();
-        // Every matrix is 256 wide with rows a multiple of 8, so all of them are grouped
-        // wherever the grouped kernels run.
+        // Every matrix is 256 wide with rows a multiple of 8, so all of them (and the output
+        // projection, tied or not) are grouped wherever the grouped kernels run.
         let want_grouped = if herd_kernels::simd::isa() == Isa::Avx2 {
             7 * LAYERS + 1
         } else {

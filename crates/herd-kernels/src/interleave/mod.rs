@@ -1,5 +1,5 @@
-//! Weights laid out for decoding: Q4_K, Q6_K, Q4_0 and Q5_0 rows in groups of 8, interleaved
-//! per block.
+//! Weights laid out for decoding: Q4_K, Q6_K, Q4_0, Q5_0 and Q8_0 rows in groups of 8,
+//! interleaved per block.
 //!
 //! A row dot (`simd`) reads its activation block again for every weight row, unpacks that
 //! row's scales on its own and ends in a horizontal sum. In a group, one 32-byte load holds
@@ -9,7 +9,7 @@
 //! (`block_q4_Kx8`, `block_q4_0x8`); here 4-byte steps put each row in its own lane with no
 //! shuffles, and the Q4_K format stores its 6-bit scales and mins unpacked, so no bit
 //! twiddling is left in the loop, at 32 bytes per 1152 (2.8 %) more to read. The formats are
-//! in [`q4_k`], [`q6_k`] and [`q32`] (Q4_0, Q5_0).
+//! in [`q4_k`], [`q6_k`], [`q32`] (Q4_0, Q5_0) and [`q8_0`].
 //!
 //! The layout is lossless ([`row_of`] gives back the ggml row), and prefill packs its tiles
 //! from it directly (`gemm`), so a model holds its grouped matrices once, in this form.
@@ -24,6 +24,7 @@ use crate::types::{GgmlType, QK_K};
 pub mod q32;
 pub mod q4_k;
 pub mod q6_k;
+pub mod q8_0;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -37,7 +38,7 @@ pub enum Layout {
     #[default]
     Rows,
     /// Rows in groups of [`GROUP`], as this module describes for the matrix's type (Q4_K,
-    /// Q6_K, Q4_0 or Q5_0).
+    /// Q6_K, Q4_0, Q5_0 or Q8_0).
     Grouped,
 }
 
@@ -45,7 +46,7 @@ pub enum Layout {
 pub fn supports(dtype: GgmlType, rows: usize, cols: usize) -> bool {
     matches!(
         dtype,
-        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q4_0 | GgmlType::Q5_0
+        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0
     ) && rows > 0
         && rows.is_multiple_of(GROUP)
         && cols > 0
@@ -74,6 +75,7 @@ fn block_bytes(dtype: GgmlType) -> (usize, usize) {
         GgmlType::Q4_K => (q4_k::BLOCK, q4_k::Q4K),
         GgmlType::Q6_K => (q6_k::BLOCK, q6_k::Q6K),
         GgmlType::Q5_0 => (q32::block(true), q32::ggml_block(true)),
+        GgmlType::Q8_0 => (q8_0::BLOCK, q8_0::Q80),
         _ => (q32::block(false), q32::ggml_block(false)),
     }
 }
@@ -112,6 +114,7 @@ pub fn interleave(
         GgmlType::Q4_K => q4_k::put_row_block,
         GgmlType::Q6_K => q6_k::put_row_block,
         GgmlType::Q5_0 => q32::put_row_block::<true>,
+        GgmlType::Q8_0 => q8_0::put_row_block,
         _ => q32::put_row_block::<false>,
     };
     let out = SharedMut(dst.as_mut_ptr());
@@ -134,6 +137,7 @@ pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8
         GgmlType::Q4_K => q4_k::row_of(data, cols, r, out),
         GgmlType::Q6_K => q6_k::row_of(data, cols, r, out),
         GgmlType::Q5_0 => q32::row_of::<true>(data, cols, r, out),
+        GgmlType::Q8_0 => q8_0::row_of(data, cols, r, out),
         _ => q32::row_of::<false>(data, cols, r, out),
     }
 }
@@ -148,8 +152,8 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
     let nb = w.cols / block_len(w.dtype);
     let gb = nb * block_bytes(w.dtype).0;
     let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
-    // The Q4_0/Q5_0 kernels take each activation block's scale and quant sum from the
-    // extras: `prepare` makes them for grouped weights.
+    // The Q4_0/Q5_0/Q8_0 kernels take each activation block's scale (and quant sum) from
+    // the extras: `prepare` makes them for grouped weights.
     let with_sums = x.isa == Isa::Avx2 && !kq;
     assert!(
         !with_sums || (x.aux_kind == crate::gemm::AuxKind::Blocks && zb == nb * 8),
@@ -171,8 +175,8 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `g`
                     // is a whole group and `a` holds `m` activation rows of `rb` bytes for it
-                    // (Q8_K for Q4_K/Q6_K; Q8_0 for Q4_0/Q5_0, with `m` rows of extras of
-                    // `zb` bytes, checked above).
+                    // (Q8_K for Q4_K/Q6_K; Q8_0 for Q4_0/Q5_0/Q8_0, with `m` rows of extras
+                    // of `zb` bytes, checked above).
                     Isa::Avx2 => unsafe {
                         if w.dtype == GgmlType::Q4_K {
                             x86::dot_q4_k_any(g, a, rb, m, &mut res)
@@ -180,8 +184,12 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                             x86::dot_q6_k_any(g, a, rb, m, &mut res)
                         } else {
                             let z = &x.aux[t0 * zb..(t0 + m) * zb];
-                            let five = w.dtype == GgmlType::Q5_0;
-                            x86::dot_q32_any(five, g, a, rb, z, zb, m, &mut res)
+                            if w.dtype == GgmlType::Q8_0 {
+                                x86::dot_q8_0_any(g, a, rb, z, zb, m, &mut res)
+                            } else {
+                                let five = w.dtype == GgmlType::Q5_0;
+                                x86::dot_q32_any(five, g, a, rb, z, zb, m, &mut res)
+                            }
                         }
                     },
                     _ => {
@@ -191,6 +199,7 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                                 GgmlType::Q4_K => q4_k::dot_group(g, a),
                                 GgmlType::Q6_K => q6_k::dot_group(g, a),
                                 GgmlType::Q5_0 => q32::dot_group::<true>(g, a),
+                                GgmlType::Q8_0 => q8_0::dot_group(g, a),
                                 _ => q32::dot_group::<false>(g, a),
                             };
                         }

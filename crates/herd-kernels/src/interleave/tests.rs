@@ -1,4 +1,4 @@
-//! The grouped layouts (Q4_K, Q6_K, Q4_0, Q5_0) against ggml's rows: lossless, and every kernel that reads them (the
+//! The grouped layouts (Q4_K, Q6_K, Q4_0, Q5_0, Q8_0) against ggml's rows: lossless, and every kernel that reads them (the
 //! scalar and AVX2 decode kernels, the tiled prefill packing) gives the products the scalar
 //! row kernels give on the original matrix.
 
@@ -6,11 +6,12 @@ use super::*;
 use crate::matmul::matmul_with;
 use crate::simd::tests::{random_floats, weight_row};
 
-const TYPES: [GgmlType; 4] = [
+const TYPES: [GgmlType; 5] = [
     GgmlType::Q4_K,
     GgmlType::Q6_K,
     GgmlType::Q4_0,
     GgmlType::Q5_0,
+    GgmlType::Q8_0,
 ];
 
 fn matrix(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
@@ -56,7 +57,8 @@ fn only_whole_groups_of_the_grouped_types_are_grouped() {
     assert!(!supports(GgmlType::Q5_K, 8, 256));
     assert!(supports(GgmlType::Q5_0, 8, 896));
     assert!(!supports(GgmlType::Q5_1, 8, 256));
-    assert!(!supports(GgmlType::Q8_0, 8, 256));
+    assert!(supports(GgmlType::Q8_0, 8, 896));
+    assert!(!supports(GgmlType::Q8_0, 4, 896));
 }
 
 /// Products over the grouped matrix at every level and token count (decode below the tiles'

@@ -9,6 +9,8 @@
 //! - Q6_K, per super-block: 48 loads (low bits and high bits) give 64 registers of 6-bit
 //!   quants; as those reach 2·63·128 per pair, two steps sum in 16 bits before their
 //!   sub-block's scale widens them; the zero point (32) comes off through the block sums.
+//! - Q8_0, per block: 8 loads of signed quants; `maddubs` takes their magnitudes and the
+//!   activations with their signs, and each step widens at once (2·127·127 fills 16 bits).
 //! - Q4_0 and Q5_0, per block: 4 loads (and one of the fifth bits), the zero point (8, 16)
 //!   off through the activation block's sum.
 
@@ -16,7 +18,7 @@ use std::arch::x86_64::*;
 
 use super::GROUP;
 use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
-use super::{q6_k, q32};
+use super::{q6_k, q8_0, q32};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 
 const Q8K: usize = 292;
@@ -443,6 +445,79 @@ unsafe fn dot_q6_k<const N: usize>(
                 let s = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(summ));
                 let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+            }
+        }
+    }
+    acc
+}
+
+/// [`dot_q8_0`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+///
+/// # Safety
+/// As [`dot_q32_any`], for a Q8_0 group.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q8_0_any(
+    g: &[u8],
+    a: &[u8],
+    arb: usize,
+    z: &[u8],
+    zb: usize,
+    m: usize,
+    out: &mut [[f32; GROUP]; 4],
+) {
+    let nb = g.len() / q8_0::BLOCK;
+    debug_assert!(a.len() >= m * arb && arb >= nb * 34 && z.len() >= m * zb && zb >= nb * 8);
+    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
+    let mut store = |v: &[__m256]| store_rows(out, v);
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        match m {
+            1 => store(&dot_q8_0::<1>(g, nb, a, arb, z, zb)),
+            2 => store(&dot_q8_0::<2>(g, nb, a, arb, z, zb)),
+            3 => store(&dot_q8_0::<3>(g, nb, a, arb, z, zb)),
+            _ => store(&dot_q8_0::<4>(g, nb, a, arb, z, zb)),
+        }
+    }
+}
+
+/// Lane `r` of result `t`: row `r` of the Q8_0 group · token `t`.
+///
+/// # Safety
+/// As [`dot_q32`], for a Q8_0 group (the extras' scales are read, not their sums).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dot_q8_0<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    z: *const u8,
+    zb: usize,
+) -> [__m256; N] {
+    let ones = _mm256_set1_epi16(1);
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
+        // extras.
+        unsafe {
+            let blk = g.add(b * q8_0::BLOCK);
+            prefetch_ahead(blk, q8_0::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + 34 * b + 2));
+            let mut isum = [_mm256_setzero_si256(); N];
+            for s in 0..8 {
+                let w = load256(blk.add(q8_0::QS + 32 * s));
+                let wa = _mm256_sign_epi8(w, w);
+                for t in 0..N {
+                    let av = _mm256_sign_epi8(bcast4(ab[t].add(4 * s)), w);
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wa, av), ones);
+                    isum[t] = _mm256_add_epi32(isum[t], p);
+                }
+            }
+            let d = _mm256_cvtph_ps(load128(blk.add(q8_0::D)));
+            for t in 0..N {
+                let da = _mm256_set1_ps(z.add(t * zb + 8 * b).cast::<f32>().read_unaligned());
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, da), acc[t]);
             }
         }
     }

@@ -160,10 +160,11 @@ pub struct Engine {
     lora: Vec<LayerLora>,
 }
 
-/// Puts the matrices that decode faster grouped (Q4_K, see `herd_kernels::interleave`) in
-/// that layout, once, at load; prefill reads the same copy. A tied output projection stays
-/// in ggml's rows, as the embedding lookup reads it row by row.
-fn group_matrices(t: &mut ModelTensors, tied: bool, pool: &ThreadPool) {
+/// Puts the matrices that decode faster grouped (`herd_kernels::interleave`) in that
+/// layout, once, at load; prefill reads the same copy. The output projection is grouped even
+/// when it is tied to the embeddings: the lookup keeps its own rows view of the file, of
+/// which it touches only the tokens' rows.
+fn group_matrices(t: &mut ModelTensors, pool: &ThreadPool) {
     let regroup = |w: &mut StoredTensor| {
         if let Some(g) = w.grouped(pool) {
             *w = g;
@@ -182,9 +183,7 @@ fn group_matrices(t: &mut ModelTensors, tied: bool, pool: &ThreadPool) {
             regroup(w);
         }
     }
-    if !tied {
-        regroup(&mut t.lm_head);
-    }
+    regroup(&mut t.lm_head);
 }
 
 /// Raw pointers shared with pool threads; each thread touches a disjoint part.
@@ -264,7 +263,7 @@ impl Engine {
         let pool = ThreadPool::new(threads);
         let mut t = t;
         if group {
-            group_matrices(&mut t, spec.tie_embeddings, &pool);
+            group_matrices(&mut t, &pool);
         }
         Ok(Engine {
             spec,

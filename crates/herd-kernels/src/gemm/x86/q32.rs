@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
-use crate::interleave::{Layout, q32 as grouped, x86::q32_steps};
+use crate::interleave::{Layout, q8_0 as grouped_q8_0, q32 as grouped, x86::q32_steps};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
 use crate::simd::x86::{bcast4, bytes_from_bits32, f16_at, load128, load256, nibbles32};
@@ -67,7 +67,7 @@ pub(super) unsafe fn run<const K: u8>(
     assert_eq!(auxrb, nb * 8, "activations prepared without block sums");
     let (acts, aux) = (x.bytes, x.aux);
     let is_grouped = w.layout == Layout::Grouped;
-    debug_assert!(!is_grouped || K == Q4_0 || K == Q5_0);
+    debug_assert!(!is_grouped || K == Q4_0 || K == Q5_0 || K == Q8_0);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -78,7 +78,9 @@ pub(super) unsafe fn run<const K: u8>(
             y,
             nb * packed(K),
             |r0, dst| {
-                if is_grouped && K == Q5_0 {
+                if is_grouped && K == Q8_0 {
+                    pack_grouped_q8_0(data.as_ptr(), nb, r0, dst)
+                } else if is_grouped && K == Q5_0 {
                     pack_grouped::<true>(data.as_ptr(), nb, r0, dst)
                 } else if is_grouped {
                     pack_grouped::<false>(data.as_ptr(), nb, r0, dst)
@@ -148,6 +150,31 @@ unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, 
             }
             let d = _mm256_cvtph_ps(load128(g.add(grouped::d_at(FIVE))));
             _mm256_storeu_ps(o.add(qbytes(k)).cast(), d);
+        }
+    }
+}
+
+/// [`pack`] for Q8_0 rows `r0..r0 + 8` of a matrix in the grouped layout
+/// (`crate::interleave::q8_0`): its steps are the packed quants already, beside their
+/// magnitudes.
+///
+/// # Safety
+/// As [`pack_grouped`], for a grouped Q8_0 matrix.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_grouped_q8_0(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
+    for b in 0..nb {
+        // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
+        // caller's buffers; the offsets are those of the two layouts.
+        unsafe {
+            let g = data.add((r0 / PANEL * nb + b) * grouped_q8_0::BLOCK);
+            let o = dst.add(b * packed(Q8_0));
+            for s in 0..8 {
+                let v = load256(g.add(grouped_q8_0::QS + 32 * s));
+                _mm256_storeu_si256(o.add(32 * s).cast(), _mm256_sign_epi8(v, v));
+                _mm256_storeu_si256(o.add(256 + 32 * s).cast(), v);
+            }
+            let d = _mm256_cvtph_ps(load128(g.add(grouped_q8_0::D)));
+            _mm256_storeu_ps(o.add(qbytes(Q8_0)).cast(), d);
         }
     }
 }
