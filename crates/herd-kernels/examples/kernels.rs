@@ -13,8 +13,9 @@
 //! does not depend on n: its prefill figure is measured with `--scalar-n` tokens (default 32)
 //! to keep the run short.
 //!
-//! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` (and `q4_k_x8`: Q4_K
-//! in the grouped layout of `herd_kernels::interleave`, as the engine holds it) `--threads 1,2`
+//! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` (a `_x8` suffix, as in
+//! `q4_k_x8`, times Q4_K, Q6_K, Q4_0, Q5_0 or Q8_0 in the grouped layout of
+//! `herd_kernels::interleave`, as the engine holds them) `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
 //! projection at n = 1) `--shape ROWSxCOLS` (one matrix of that shape instead of the layers).
 //! For tuning on a busy machine: `--cpu` (single-threaded rows timed by the thread's CPU time,
