@@ -129,6 +129,28 @@ pub struct LayerTensors {
     pub down: StoredTensor,
 }
 
+impl LayerTensors {
+    /// The seven projection matrices: q, k, v, o, gate, up, down.
+    pub fn matrices(&self) -> [&StoredTensor; 7] {
+        [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ]
+    }
+
+    /// [`Self::matrices`], mutably.
+    pub fn matrices_mut(&mut self) -> [&mut StoredTensor; 7] {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ModelTensors {
     pub embed: StoredTensor,

@@ -114,15 +114,18 @@ impl StoredTensor {
         }
     }
 
-    /// Row `r` of a matrix in ggml's bytes, into `out` (one row's bytes).
-    fn ggml_row(&self, r: usize, out: &mut [u8]) {
-        let cols = self.row_len();
+    /// Row `r` of a matrix in ggml's bytes: borrowed where the layout is ggml's, else
+    /// rebuilt in `buf` (one row's bytes).
+    fn ggml_row<'a>(&'a self, r: usize, buf: &'a mut [u8]) -> &'a [u8] {
         match self.layout {
             Layout::Rows => {
-                let rb = out.len();
-                out.copy_from_slice(&self.bytes()[r * rb..(r + 1) * rb]);
+                let rb = buf.len();
+                &self.bytes()[r * rb..(r + 1) * rb]
             }
-            Layout::Grouped => interleave::row_of(self.dtype, self.bytes(), cols, r, out),
+            Layout::Grouped => {
+                interleave::row_of(self.dtype, self.bytes(), self.row_len(), r, buf);
+                buf
+            }
         }
     }
 
@@ -153,10 +156,9 @@ impl StoredTensor {
         let cols = self.row_len();
         let rb = self.dtype.row_bytes(cols).unwrap_or(0);
         if cols > 0 && rb > 0 {
-            let mut row = vec![0u8; rb];
+            let mut buf = vec![0u8; rb];
             for (r, dst) in out.chunks_exact_mut(cols).enumerate() {
-                self.ggml_row(r, &mut row);
-                herd_kernels::dequantize_row(self.dtype, &row, dst);
+                herd_kernels::dequantize_row(self.dtype, self.ggml_row(r, &mut buf), dst);
             }
         }
         out
@@ -169,7 +171,7 @@ impl StoredTensor {
             let rb = self.dtype.row_bytes(self.row_len()).unwrap_or(0);
             let mut bytes = vec![0u8; count * rb];
             for (i, row) in bytes.chunks_exact_mut(rb.max(1)).enumerate() {
-                self.ggml_row(start + i, row);
+                interleave::row_of(self.dtype, self.bytes(), self.row_len(), start + i, row);
             }
             return StoredTensor::owned(self.dtype, vec![count, self.row_len()], bytes);
         }

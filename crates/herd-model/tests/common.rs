@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use herd_model::engine::{Engine, Logits, SeqInput};
+
 /// The read-only data folder beside the repository (`../shared`), or `$HERD_SHARED`.
 pub fn shared() -> PathBuf {
     match std::env::var_os("HERD_SHARED") {
@@ -118,4 +120,32 @@ pub fn gguf_vocab(vocab: &str) -> PathBuf {
     shared()
         .join("models/tokenizers/gguf-vocab")
         .join(format!("ggml-vocab-{vocab}.gguf"))
+}
+
+/// Logits of every prompt position, then of each step fed `feed` (teacher forcing).
+pub fn teacher_forced(e: &mut Engine, prompt: &[u32], feed: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache = e.new_cache(64);
+    let all = e
+        .forward(&mut [SeqInput {
+            tokens: prompt,
+            cache: &mut cache,
+            logits: Logits::All,
+        }])
+        .unwrap()
+        .to_vec();
+    let mut out: Vec<Vec<f32>> = all
+        .chunks_exact(e.spec().vocab_size)
+        .map(<[f32]>::to_vec)
+        .collect();
+    for &tok in feed {
+        let step = e
+            .forward(&mut [SeqInput {
+                tokens: &[tok],
+                cache: &mut cache,
+                logits: Logits::Last,
+            }])
+            .unwrap();
+        out.push(step.to_vec());
+    }
+    out
 }

@@ -7,37 +7,16 @@ mod common;
 use common::*;
 use herd_kernels::GgmlType;
 use herd_model::Model;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::Engine;
 use herd_model::export::{uniform_plan, write_gguf};
 
 /// Prompt logits `[T·V]`, then the logits of each decoding step when fed `feed` (teacher
 /// forcing with transformers' greedy ids, so that one near-tie cannot derail later steps).
 fn run(model: &Model, prompt: &[u32], feed: &[u32]) -> (Vec<f32>, Vec<Vec<f32>>) {
     let mut e = Engine::new(model, 2).unwrap();
-    let mut cache = e.new_cache(64);
-    let v = model.spec.vocab_size;
-    let all = e
-        .forward(&mut [SeqInput {
-            tokens: prompt,
-            cache: &mut cache,
-            logits: Logits::All,
-        }])
-        .unwrap()
-        .to_vec();
-    let mut last = all[(prompt.len() - 1) * v..].to_vec();
-    let mut steps = vec![];
-    for &next in feed {
-        steps.push(last.clone());
-        last = e
-            .forward(&mut [SeqInput {
-                tokens: &[next],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap()
-            .to_vec();
-    }
-    (all, steps)
+    let rows = teacher_forced(&mut e, prompt, feed);
+    let t = prompt.len();
+    (rows[..t].concat(), rows[t - 1..t - 1 + feed.len()].to_vec())
 }
 
 #[test]

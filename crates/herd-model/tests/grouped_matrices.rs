@@ -17,7 +17,7 @@ use candle_core::{Device, Tensor};
 use common::*;
 use herd_kernels::{GgmlType, Isa};
 use herd_model::Model;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::Engine;
 use herd_model::export::{tokenizer_metadata, uniform_plan, write_gguf};
 use herd_model::gguf::{GgufFile, GgufWriter};
 use herd_model::reference::{Layout, RefCache, RefModel};
@@ -200,31 +200,6 @@ fn grouped_q8_0_matrices_give_the_reference_logits_with_tied_embeddings() {
     check_herd_quantised(GgmlType::Q8_0, true);
 }
 
-/// Logits of every prompt position, then of each step fed `feed` (teacher forcing).
-fn run(e: &mut Engine, prompt: &[u32], feed: &[u32]) -> Vec<Vec<f32>> {
-    let mut cache = e.new_cache(64);
-    let all = e
-        .forward(&mut [SeqInput {
-            tokens: prompt,
-            cache: &mut cache,
-            logits: Logits::All,
-        }])
-        .unwrap()
-        .to_vec();
-    let mut out: Vec<Vec<f32>> = all.chunks_exact(V).map(<[f32]>::to_vec).collect();
-    for &tok in feed {
-        let step = e
-            .forward(&mut [SeqInput {
-                tokens: &[tok],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap();
-        out.push(step.to_vec());
-    }
-    out
-}
-
 fn check_against_reference(model: &Model, dtype: GgmlType, tied: bool) {
     let matrices = model
         .weights
@@ -276,8 +251,8 @@ fn check_against_reference(model: &Model, dtype: GgmlType, tied: bool) {
         assert_eq!(e.grouped_matrices(), want_grouped);
         let mut rows = Engine::with_ggml_rows(model, threads).unwrap();
         assert_eq!(rows.grouped_matrices(), 0);
-        let grouped_logits = run(&mut e, &prompt, &feed);
-        let row_logits = run(&mut rows, &prompt, &feed);
+        let grouped_logits = teacher_forced(&mut e, &prompt, &feed);
+        let row_logits = teacher_forced(&mut rows, &prompt, &feed);
         for (i, ((g, r), want)) in grouped_logits
             .iter()
             .zip(&row_logits)

@@ -178,19 +178,12 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                     // (Q8_K for Q4_K/Q6_K; Q8_0 for Q4_0/Q5_0/Q8_0, with `m` rows of extras
                     // of `zb` bytes, checked above).
                     Isa::Avx2 => unsafe {
-                        if w.dtype == GgmlType::Q4_K {
-                            x86::dot_q4_k_any(g, a, rb, m, &mut res)
-                        } else if kq {
-                            x86::dot_q6_k_any(g, a, rb, m, &mut res)
+                        let z = if kq {
+                            &[][..]
                         } else {
-                            let z = &x.aux[t0 * zb..(t0 + m) * zb];
-                            if w.dtype == GgmlType::Q8_0 {
-                                x86::dot_q8_0_any(g, a, rb, z, zb, m, &mut res)
-                            } else {
-                                let five = w.dtype == GgmlType::Q5_0;
-                                x86::dot_q32_any(five, g, a, rb, z, zb, m, &mut res)
-                            }
-                        }
+                            &x.aux[t0 * zb..(t0 + m) * zb]
+                        };
+                        x86::dot_group(w.dtype, g, a, rb, z, zb, m, &mut res)
                     },
                     _ => {
                         for (j, r) in res.iter_mut().take(m).enumerate() {

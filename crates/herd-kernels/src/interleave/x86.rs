@@ -20,43 +20,61 @@ use super::GROUP;
 use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
 use super::{q6_k, q8_0, q32};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
+use crate::types::GgmlType;
 
 const Q8K: usize = 292;
 
-/// Each token's 8 row results into its row of `out`.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn store_rows(out: &mut [[f32; GROUP]; 4], v: &[__m256]) {
-    for (o, v) in out.iter_mut().zip(v) {
-        // SAFETY: `o` is 8 f32.
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+/// A group kernel: lane `r` of result `t` is row `r` of the group (`nb` blocks at `g`) · token
+/// `t` (activation rows `arb` bytes apart at `a`, their block extras `zb` bytes apart at `z`,
+/// read by the 32-element types only).
+type Kernel<const N: usize> =
+    unsafe fn(*const u8, usize, *const u8, usize, *const u8, usize) -> [__m256; N];
+
+/// The kernel for grouped `dtype` and `N` tokens.
+fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
+    match dtype {
+        GgmlType::Q4_K => dot_q4_k::<N>,
+        GgmlType::Q6_K => dot_q6_k::<N>,
+        GgmlType::Q8_0 => dot_q8_0::<N>,
+        GgmlType::Q5_0 => dot_q32::<true, N>,
+        _ => dot_q32::<false, N>,
     }
 }
 
-/// [`dot_q4_k`] for `m` (1..=4) tokens at run time, into `out[..m]`.
+/// Row `r` of group `g` (of grouped `dtype`) · each of `m` (1..=4) tokens, into `out[t][r]`.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` is a whole group and `a` holds `m` Q8_K rows of
-/// `arb` bytes, each as many super-blocks as `g`.
+/// The CPU must have AVX2, FMA and F16C; `g` is a whole group of `dtype`; `a` holds `m`
+/// activation rows of `arb` bytes in its `vec_dot_type`, each as many blocks as `g`; for the
+/// 32-element types `z` holds their block extras (`gemm::AuxKind::Blocks`), `zb` bytes a row.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_k_any(
+pub(crate) unsafe fn dot_group(
+    dtype: GgmlType,
     g: &[u8],
     a: &[u8],
     arb: usize,
+    z: &[u8],
+    zb: usize,
     m: usize,
     out: &mut [[f32; GROUP]; 4],
 ) {
-    let nb = g.len() / BLOCK;
-    debug_assert!(a.len() >= m * arb && arb >= nb * Q8K);
-    let (g, a) = (g.as_ptr(), a.as_ptr());
-    let mut store = |v: &[__m256]| store_rows(out, v);
+    let nb = g.len() / super::block_bytes(dtype).0;
+    debug_assert!(a.len() >= m * arb && z.len() >= m * zb);
+    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
+    let store = |out: &mut [[f32; GROUP]; 4], v: &[__m256]| {
+        for (o, v) in out.iter_mut().zip(v) {
+            // SAFETY: `o` is 8 f32.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+        }
+    };
     // SAFETY: forwarded to the caller.
     unsafe {
         match m {
-            1 => store(&dot_q4_k::<1>(g, nb, a, arb)),
-            2 => store(&dot_q4_k::<2>(g, nb, a, arb)),
-            3 => store(&dot_q4_k::<3>(g, nb, a, arb)),
-            _ => store(&dot_q4_k::<4>(g, nb, a, arb)),
+            1 => store(out, &kernel::<1>(dtype)(g, nb, a, arb, z, zb)),
+            2 => store(out, &kernel::<2>(dtype)(g, nb, a, arb, z, zb)),
+            3 => store(out, &kernel::<3>(dtype)(g, nb, a, arb, z, zb)),
+            _ => store(out, &kernel::<4>(dtype)(g, nb, a, arb, z, zb)),
         }
     }
 }
@@ -73,6 +91,8 @@ unsafe fn dot_q4_k<const N: usize>(
     nb: usize,
     a: *const u8,
     arb: usize,
+    _z: *const u8,
+    _zb: usize,
 ) -> [__m256; N] {
     let m4 = _mm256_set1_epi8(0xF);
     // Each scale byte twice, so that after widening to i16 it meets both pair sums of its
@@ -148,44 +168,6 @@ unsafe fn dot_q4_k<const N: usize>(
         }
     }
     acc
-}
-
-/// [`dot_q32`] for `m` (1..=4) tokens at run time, into `out[..m]`: Q5_0 if `five`, else
-/// Q4_0.
-///
-/// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` is a whole group of that type, `a` holds `m`
-/// Q8_0 rows of `arb` bytes and `z` their block extras (`gemm::AuxKind::Blocks`), `zb` bytes
-/// a row, each as many blocks as `g`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q32_any(
-    five: bool,
-    g: &[u8],
-    a: &[u8],
-    arb: usize,
-    z: &[u8],
-    zb: usize,
-    m: usize,
-    out: &mut [[f32; GROUP]; 4],
-) {
-    let nb = g.len() / q32::block(five);
-    debug_assert!(a.len() >= m * arb && arb >= nb * 34 && z.len() >= m * zb && zb >= nb * 8);
-    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
-    let mut store = |v: &[__m256]| store_rows(out, v);
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        match (five, m) {
-            (false, 1) => store(&dot_q32::<false, 1>(g, nb, a, arb, z, zb)),
-            (false, 2) => store(&dot_q32::<false, 2>(g, nb, a, arb, z, zb)),
-            (false, 3) => store(&dot_q32::<false, 3>(g, nb, a, arb, z, zb)),
-            (false, _) => store(&dot_q32::<false, 4>(g, nb, a, arb, z, zb)),
-            (true, 1) => store(&dot_q32::<true, 1>(g, nb, a, arb, z, zb)),
-            (true, 2) => store(&dot_q32::<true, 2>(g, nb, a, arb, z, zb)),
-            (true, 3) => store(&dot_q32::<true, 3>(g, nb, a, arb, z, zb)),
-            (true, _) => store(&dot_q32::<true, 4>(g, nb, a, arb, z, zb)),
-        }
-    }
 }
 
 /// The quants of a Q4_0 (Q5_0 if `FIVE`) group block `blk`, step by step: the low and the
@@ -303,34 +285,6 @@ unsafe fn dot_q32<const FIVE: bool, const N: usize>(
     acc
 }
 
-/// [`dot_q6_k`] for `m` (1..=4) tokens at run time, into `out[..m]`.
-///
-/// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` is a whole Q6_K group and `a` holds `m` Q8_K rows
-/// of `arb` bytes, each as many super-blocks as `g`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q6_k_any(
-    g: &[u8],
-    a: &[u8],
-    arb: usize,
-    m: usize,
-    out: &mut [[f32; GROUP]; 4],
-) {
-    let nb = g.len() / q6_k::BLOCK;
-    debug_assert!(a.len() >= m * arb && arb >= nb * Q8K);
-    let (g, a) = (g.as_ptr(), a.as_ptr());
-    let mut store = |v: &[__m256]| store_rows(out, v);
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        match m {
-            1 => store(&dot_q6_k::<1>(g, nb, a, arb)),
-            2 => store(&dot_q6_k::<2>(g, nb, a, arb)),
-            3 => store(&dot_q6_k::<3>(g, nb, a, arb)),
-            _ => store(&dot_q6_k::<4>(g, nb, a, arb)),
-        }
-    }
-}
-
 /// The quants (0..64) of step `(h, k)` of a Q6_K group block: elements
 /// `128h + 32m + 4k ..` for `m < 4`, one row per 32-bit lane.
 ///
@@ -392,6 +346,8 @@ unsafe fn dot_q6_k<const N: usize>(
     nb: usize,
     a: *const u8,
     arb: usize,
+    _z: *const u8,
+    _zb: usize,
 ) -> [__m256; N] {
     let (dup, pairs) = scale_masks();
     let pf = software_prefetch();
@@ -449,35 +405,6 @@ unsafe fn dot_q6_k<const N: usize>(
         }
     }
     acc
-}
-
-/// [`dot_q8_0`] for `m` (1..=4) tokens at run time, into `out[..m]`.
-///
-/// # Safety
-/// As [`dot_q32_any`], for a Q8_0 group.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q8_0_any(
-    g: &[u8],
-    a: &[u8],
-    arb: usize,
-    z: &[u8],
-    zb: usize,
-    m: usize,
-    out: &mut [[f32; GROUP]; 4],
-) {
-    let nb = g.len() / q8_0::BLOCK;
-    debug_assert!(a.len() >= m * arb && arb >= nb * 34 && z.len() >= m * zb && zb >= nb * 8);
-    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
-    let mut store = |v: &[__m256]| store_rows(out, v);
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        match m {
-            1 => store(&dot_q8_0::<1>(g, nb, a, arb, z, zb)),
-            2 => store(&dot_q8_0::<2>(g, nb, a, arb, z, zb)),
-            3 => store(&dot_q8_0::<3>(g, nb, a, arb, z, zb)),
-            _ => store(&dot_q8_0::<4>(g, nb, a, arb, z, zb)),
-        }
-    }
 }
 
 /// Lane `r` of result `t`: row `r` of the Q8_0 group · token `t`.

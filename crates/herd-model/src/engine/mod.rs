@@ -15,7 +15,7 @@ use herd_kernels::matmul::{WeightRef, matmul};
 use herd_kernels::pool::{ThreadPool, chunk};
 
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelTensors};
+use crate::model::{LayerTensors, Model, ModelTensors};
 use crate::spec::ModelSpec;
 use crate::tensor::StoredTensor;
 
@@ -171,17 +171,7 @@ fn group_matrices(t: &mut ModelTensors, pool: &ThreadPool) {
         }
     };
     for l in &mut t.layers {
-        for w in [
-            &mut l.q,
-            &mut l.k,
-            &mut l.v,
-            &mut l.o,
-            &mut l.gate,
-            &mut l.up,
-            &mut l.down,
-        ] {
-            regroup(w);
-        }
+        l.matrices_mut().into_iter().for_each(regroup);
     }
     regroup(&mut t.lm_head);
 }
@@ -281,7 +271,7 @@ impl Engine {
         self.t
             .layers
             .iter()
-            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .flat_map(LayerTensors::matrices)
             .chain([&self.t.lm_head])
             .filter(|w| w.layout != herd_kernels::Layout::Rows)
             .count()
