@@ -4,9 +4,9 @@
 //!
 //! A run directory holds `train.json` (the configuration), `metrics.jsonl`,
 //! `checkpoint-N/` (parameters, optimizer moments, `state.json`) and `latest` (the newest
-//! checkpoint's name). Checkpoints are written to a temporary folder that is renamed into
-//! place, and `latest` is replaced atomically, so a kill at any moment leaves the previous
-//! checkpoint whole.
+//! checkpoint's name, for people and scripts). Checkpoints are written to a temporary folder
+//! that is renamed into place once synced, so a kill at any moment leaves every named
+//! checkpoint whole, and a resume continues from the highest-numbered one.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -222,30 +222,40 @@ fn save_checkpoint(
     std::fs::rename(&tmp, &fin).map_err(io(&fin))?;
     herd_model::io::atomic_write(&dir.join("latest"), name.as_bytes())?;
     // Keep the newest two checkpoints.
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        let mut steps: Vec<usize> = entries
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("checkpoint-"))
-                    .and_then(|s| s.parse().ok())
-            })
-            .collect();
-        steps.sort();
-        for s in steps.iter().rev().skip(2) {
-            let _ = std::fs::remove_dir_all(dir.join(format!("checkpoint-{s}")));
-        }
+    for s in checkpoint_steps(dir).iter().rev().skip(2) {
+        let _ = std::fs::remove_dir_all(dir.join(format!("checkpoint-{s}")));
     }
     Ok(fin)
 }
 
+/// The step numbers of a run directory's checkpoints, ascending.
+fn checkpoint_steps(dir: &Path) -> Vec<usize> {
+    let mut steps: Vec<usize> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("checkpoint-"))
+                .and_then(|s| s.parse().ok())
+        })
+        .collect();
+    steps.sort();
+    steps
+}
+
 /// The newest checkpoint of a run directory: parameters, moments, state.
+///
+/// The newest `checkpoint-N` folder, not the one `latest` names: a folder only gets its
+/// name once its files are synced, and a kill between that rename and the write of
+/// `latest` must not send the resume back to an older checkpoint (or to step 0).
 fn load_checkpoint(dir: &Path, tm: &TrainModel) -> Result<Option<(Vec<Moments>, State)>> {
-    let Ok(name) = std::fs::read_to_string(dir.join("latest")) else {
+    let Some(step) = checkpoint_steps(dir).pop() else {
         return Ok(None);
     };
-    let ck = dir.join(name.trim());
+    let ck = dir.join(format!("checkpoint-{step}"));
     let params = read_tensors(&ck.join("params.safetensors"))?;
     tm.set_values(&params)?;
     let ms = read_tensors(&ck.join("moments.safetensors"))?;

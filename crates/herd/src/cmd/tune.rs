@@ -311,8 +311,13 @@ pub fn run(a: Args) -> Result<()> {
         &mut on_step,
     )?;
     bar.finish();
-    if let Some(s) = summary.resumed_from {
-        eprintln!("resumed from step {s}");
+    match summary.resumed_from {
+        Some(s) => eprintln!("resumed from step {s}"),
+        None if resume => eprintln!(
+            "{} held no checkpoint yet: the run started again from step 0",
+            dir.display()
+        ),
+        None => {}
     }
     eprintln!(
         "{} steps; held-out loss {} → {}",
