@@ -3,11 +3,12 @@
 //!
 //! One block of a group holds exactly the bytes of the 8 ggml blocks it replaces (`r` a row of
 //! the group, `k < 4`, `e < 4`):
-//! - `qs[4][32]` at [`QS`]: step `k` holds, at `4r`, bytes `4k .. 4k + 4` of row `r`'s `qs`
+//! - Q5_0 only, first, `qh[8]` (u32) at [`QH`]: row `r`'s fifth bits, rearranged so that one
+//!   shift brings a step's four to bit 4 of its four bytes: element `4k + e`'s at bit
+//!   `8e + 4 + k` (shift right by `k`), element `16 + 4k + e`'s at bit `8e + k` (shift left by
+//!   `4 - k`); the kernel reads them before the quants, so they come first in the stream;
+//! - `qs[4][32]` at [`qs_at`]: step `k` holds, at `4r`, bytes `4k .. 4k + 4` of row `r`'s `qs`
 //!   (low nibbles: elements `4k + e`, high: `16 + 4k + e`);
-//! - Q5_0 only, `qh[8]` (u32) at [`QH`]: row `r`'s fifth bits, rearranged so that one shift
-//!   brings a step's four to bit 4 of its four bytes: element `4k + e`'s at bit `8e + 4 + k`
-//!   (shift right by `k`), element `16 + 4k + e`'s at bit `8e + k` (shift left by `4 - k`);
 //! - `d[8]` (f16) at [`d_at`].
 
 use super::GROUP;
@@ -17,8 +18,10 @@ use crate::types::f16_at;
 pub const fn block(five: bool) -> usize {
     if five { 176 } else { 144 }
 }
-pub(crate) const QS: usize = 0;
-pub(crate) const QH: usize = 128;
+pub(crate) const QH: usize = 0;
+pub(crate) const fn qs_at(five: bool) -> usize {
+    if five { 32 } else { 0 }
+}
 pub(crate) const fn d_at(five: bool) -> usize {
     if five { 160 } else { 128 }
 }
@@ -52,7 +55,7 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 /// Writes row `r`'s ggml block `x` into the group block `o`.
 pub(super) fn put_row_block<const FIVE: bool>(x: &[u8], r: usize, o: &mut [u8]) {
     for (k, q) in x[ggml_qs(FIVE)..].chunks_exact(4).enumerate() {
-        o[QS + 32 * k + 4 * r..QS + 32 * k + 4 * r + 4].copy_from_slice(q);
+        o[qs_at(FIVE) + 32 * k + 4 * r..qs_at(FIVE) + 32 * k + 4 * r + 4].copy_from_slice(q);
     }
     if FIVE {
         o[QH + 4 * r..QH + 4 * r + 4].copy_from_slice(&spread_high(u32_at(x, 2)).to_le_bytes());
@@ -74,7 +77,7 @@ pub(super) fn row_of<const FIVE: bool>(data: &[u8], cols: usize, r: usize, out: 
         }
         for k in 0..4 {
             let at = ggml_qs(FIVE) + 4 * k;
-            x[at..at + 4].copy_from_slice(&o[QS + 32 * k + 4 * lane..][..4]);
+            x[at..at + 4].copy_from_slice(&o[qs_at(FIVE) + 32 * k + 4 * lane..][..4]);
         }
     }
 }
@@ -92,7 +95,7 @@ pub(super) fn dot_group<const FIVE: bool>(g: &[u8], a: &[u8]) -> [f32; GROUP] {
             let mut isum = 0i32;
             for k in 0..4 {
                 for e in 0..4 {
-                    let byte = o[QS + 32 * k + 4 * r + e];
+                    let byte = o[qs_at(FIVE) + 32 * k + 4 * r + e];
                     let (i, j) = (4 * k + e, 16 + 4 * k + e);
                     let lo = (byte & 0xF) as i32 + fifth(i) - zero;
                     let hi = (byte >> 4) as i32 + fifth(j) - zero;

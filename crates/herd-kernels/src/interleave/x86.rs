@@ -207,7 +207,7 @@ unsafe fn q32_step<const FIVE: bool, const K: i32>(
 ) -> (__m256i, __m256i) {
     let m4 = _mm256_set1_epi8(0xF);
     // SAFETY: step `K < 4` lies inside the block.
-    let bits = unsafe { load256(blk.add(q32::QS + 32 * K as usize)) };
+    let bits = unsafe { load256(blk.add(q32::qs_at(FIVE) + 32 * K as usize)) };
     let mut lo = _mm256_and_si256(bits, m4);
     let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
     if FIVE {
