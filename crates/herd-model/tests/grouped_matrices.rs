@@ -1,4 +1,4 @@
-//! Q4_K, Q6_K, Q4_0, Q5_0 and Q8_0 models whose matrices the engine regroups for decoding
+//! Q4_K, Q5_K, Q6_K, Q4_0, Q5_0 and Q8_0 models whose matrices the engine regroups for decoding
 //! (`herd_kernels::interleave`): their prompt logits (tiled kernels packing from the grouped
 //! copy) and decode logits (the grouped kernels) equal those of an engine on ggml's rows to
 //! float rounding, and agree with the candle reference forward over the same weights,
@@ -6,7 +6,7 @@
 //!
 //! The hf-tiny models are 64 wide, and the k-quants need rows of 256: this test writes a llama
 //! of its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0, Q5_0 and Q8_0 by herd, and
-//! as Q4_K and Q6_K with random but valid blocks for its matrices (herd has no k-quant
+//! as Q4_K, Q5_K and Q6_K with random but valid blocks for its matrices (herd has no k-quant
 //! quantiser; the weights need not be good, only the same bytes on both sides).
 
 mod common;
@@ -106,7 +106,7 @@ fn write_hf_llama(dir: &Path, tied: bool) {
     std::fs::write(dir.join("model.safetensors"), st).unwrap();
 }
 
-/// `rows` rows of random `t` blocks (Q4_K or Q6_K) for `cols`: every quant, scale and min
+/// `rows` rows of random `t` blocks (Q4_K, Q5_K or Q6_K) for `cols`: every quant, scale and min
 /// byte random, the super-block scales small (weights of about ±0.05).
 fn random_k_quant(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     let bs = t.type_size();
@@ -114,8 +114,10 @@ fn random_k_quant(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     let mut out: Vec<u8> = bytes.iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
     for b in out.chunks_exact_mut(bs) {
         let u = b[20] as f32 / 255.0;
-        if t == GgmlType::Q4_K {
-            let d = half::f16::from_f32(2e-4 + 1e-4 * u);
+        if t != GgmlType::Q6_K {
+            // Q5_K's quants reach 31, Q4_K's 15: the same weight range takes half the scale.
+            let bits = if t == GgmlType::Q5_K { 0.5 } else { 1.0 };
+            let d = half::f16::from_f32((2e-4 + 1e-4 * u) * bits);
             let dmin = half::f16::from_f32(1e-4 * (b[21] as f32 / 255.0));
             b[0..2].copy_from_slice(&d.to_le_bytes());
             b[2..4].copy_from_slice(&dmin.to_le_bytes());
@@ -128,7 +130,7 @@ fn random_k_quant(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// The llama of [`write_hf_llama`] as GGUF, its matrices `t` (Q4_K or Q6_K; the embeddings
+/// The llama of [`write_hf_llama`] as GGUF, its matrices `t` (Q4_K, Q5_K or Q6_K; the embeddings
 /// stay F32).
 fn write_k_quant_gguf(dir: &Path, t: GgmlType) -> std::path::PathBuf {
     write_hf_llama(dir, false);
@@ -163,6 +165,13 @@ fn grouped_q4_k_matrices_give_the_reference_logits() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::open(write_k_quant_gguf(dir.path(), GgmlType::Q4_K)).unwrap();
     check_against_reference(&model, GgmlType::Q4_K, false);
+}
+
+#[test]
+fn grouped_q5_k_matrices_give_the_reference_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::open(write_k_quant_gguf(dir.path(), GgmlType::Q5_K)).unwrap();
+    check_against_reference(&model, GgmlType::Q5_K, false);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Weights laid out for decoding: Q4_K, Q6_K, Q4_0, Q5_0 and Q8_0 rows in groups of 8,
+//! Weights laid out for decoding: Q4_K, Q5_K, Q6_K, Q4_0, Q5_0 and Q8_0 rows in groups of 8,
 //! interleaved per block.
 //!
 //! A row dot (`simd`) reads its activation block again for every weight row, unpacks that
@@ -8,8 +8,8 @@
 //! lanes to the end, and the group is one contiguous stream. llama.cpp repacks the same way
 //! (`block_q4_Kx8`, `block_q4_0x8`); here 4-byte steps put each row in its own lane with no
 //! shuffles, and the Q4_K format stores its 6-bit scales and mins unpacked, so no bit
-//! twiddling is left in the loop, at 32 bytes per 1152 (2.8 %) more to read. The formats are
-//! in [`q4_k`], [`q6_k`], [`q32`] (Q4_0, Q5_0) and [`q8_0`].
+//! twiddling is left in the loop, at 32 bytes per 1152 (2.8 %) more to read (Q5_K likewise).
+//! The formats are in [`q4_k`] (Q4_K, Q5_K), [`q6_k`], [`q32`] (Q4_0, Q5_0) and [`q8_0`].
 //!
 //! The layout is lossless ([`row_of`] gives back the ggml row), and prefill packs its tiles
 //! from it directly (`gemm`), so a model holds its grouped matrices once, in this form.
@@ -38,7 +38,7 @@ pub enum Layout {
     #[default]
     Rows,
     /// Rows in groups of [`GROUP`], as this module describes for the matrix's type (Q4_K,
-    /// Q6_K, Q4_0, Q5_0 or Q8_0).
+    /// Q5_K, Q6_K, Q4_0, Q5_0 or Q8_0).
     Grouped,
 }
 
@@ -46,7 +46,12 @@ pub enum Layout {
 pub fn supports(dtype: GgmlType, rows: usize, cols: usize) -> bool {
     matches!(
         dtype,
-        GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0
+        GgmlType::Q4_K
+            | GgmlType::Q5_K
+            | GgmlType::Q6_K
+            | GgmlType::Q4_0
+            | GgmlType::Q5_0
+            | GgmlType::Q8_0
     ) && rows > 0
         && rows.is_multiple_of(GROUP)
         && cols > 0
@@ -60,19 +65,21 @@ pub fn wanted(isa: Isa) -> bool {
     isa == Isa::Avx2 && !*OFF.get_or_init(|| std::env::var("HERD_INTERLEAVE").as_deref() == Ok("0"))
 }
 
+/// Whether a groupable type is a k-quant (256-element blocks, Q8_K activations).
+fn is_k_quant(dtype: GgmlType) -> bool {
+    matches!(dtype, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+}
+
 /// Elements per block of a groupable type.
 fn block_len(dtype: GgmlType) -> usize {
-    if matches!(dtype, GgmlType::Q4_K | GgmlType::Q6_K) {
-        QK_K
-    } else {
-        32
-    }
+    if is_k_quant(dtype) { QK_K } else { 32 }
 }
 
 /// Bytes of one block of a group, and of one ggml block, for a groupable type.
 fn block_bytes(dtype: GgmlType) -> (usize, usize) {
     match dtype {
-        GgmlType::Q4_K => (q4_k::BLOCK, q4_k::Q4K),
+        GgmlType::Q4_K => (q4_k::block(false), q4_k::ggml_block(false)),
+        GgmlType::Q5_K => (q4_k::block(true), q4_k::ggml_block(true)),
         GgmlType::Q6_K => (q6_k::BLOCK, q6_k::Q6K),
         GgmlType::Q5_0 => (q32::block(true), q32::ggml_block(true)),
         GgmlType::Q8_0 => (q8_0::BLOCK, q8_0::Q80),
@@ -111,7 +118,8 @@ pub fn interleave(
         "interleave: destination length"
     );
     let put = match dtype {
-        GgmlType::Q4_K => q4_k::put_row_block,
+        GgmlType::Q4_K => q4_k::put_row_block::<false>,
+        GgmlType::Q5_K => q4_k::put_row_block::<true>,
         GgmlType::Q6_K => q6_k::put_row_block,
         GgmlType::Q5_0 => q32::put_row_block::<true>,
         GgmlType::Q8_0 => q8_0::put_row_block,
@@ -134,7 +142,8 @@ pub fn interleave(
 /// (one row's bytes).
 pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
     match dtype {
-        GgmlType::Q4_K => q4_k::row_of(data, cols, r, out),
+        GgmlType::Q4_K => q4_k::row_of::<false>(data, cols, r, out),
+        GgmlType::Q5_K => q4_k::row_of::<true>(data, cols, r, out),
         GgmlType::Q6_K => q6_k::row_of(data, cols, r, out),
         GgmlType::Q5_0 => q32::row_of::<true>(data, cols, r, out),
         GgmlType::Q8_0 => q8_0::row_of(data, cols, r, out),
@@ -148,7 +157,7 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
     const TOKENS: usize = 4;
     let (n, rows) = (x.n, w.rows);
     // The k-quants take Q8_K activations, the 32-element types Q8_0 with extras.
-    let kq = matches!(w.dtype, GgmlType::Q4_K | GgmlType::Q6_K);
+    let kq = is_k_quant(w.dtype);
     let nb = w.cols / block_len(w.dtype);
     let gb = nb * block_bytes(w.dtype).0;
     let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
@@ -175,7 +184,7 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `g`
                     // is a whole group and `a` holds `m` activation rows of `rb` bytes for it
-                    // (Q8_K for Q4_K/Q6_K; Q8_0 for Q4_0/Q5_0/Q8_0, with `m` rows of extras
+                    // (Q8_K for the k-quants; Q8_0 for Q4_0/Q5_0/Q8_0, with `m` rows of extras
                     // of `zb` bytes, checked above).
                     Isa::Avx2 => unsafe {
                         let z = if kq {
@@ -189,7 +198,8 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                         for (j, r) in res.iter_mut().take(m).enumerate() {
                             let a = &a[j * rb..(j + 1) * rb];
                             *r = match w.dtype {
-                                GgmlType::Q4_K => q4_k::dot_group(g, a),
+                                GgmlType::Q4_K => q4_k::dot_group::<false>(g, a),
+                                GgmlType::Q5_K => q4_k::dot_group::<true>(g, a),
                                 GgmlType::Q6_K => q6_k::dot_group(g, a),
                                 GgmlType::Q5_0 => q32::dot_group::<true>(g, a),
                                 GgmlType::Q8_0 => q8_0::dot_group(g, a),

@@ -34,8 +34,8 @@ const fn ggml_qs(five: bool) -> usize {
 }
 const Q80: usize = 34;
 
-/// Where fifth bit `i` of a ggml `qh` goes in the grouped word.
-const fn high_bit_at(i: usize) -> usize {
+/// Where fifth bit `i` of a ggml `qh` goes in the grouped word (Q5_K's words too).
+pub(super) const fn high_bit_at(i: usize) -> usize {
     let (half, k, e) = (i / 16, i % 16 / 4, i % 4);
     8 * e + k + if half == 0 { 4 } else { 0 }
 }

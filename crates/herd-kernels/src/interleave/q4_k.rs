@@ -1,29 +1,91 @@
-//! The grouped Q4_K format (see the parent module): 8 rows per 256-element super-block.
+//! The grouped Q4_K and Q5_K formats (see the parent module): 8 rows per 256-element
+//! super-block, `FIVE` for Q5_K.
+//!
+//! A block of a group (`r` a row of the group, step `t = 8j + k` for `j < 4`, `k < 8`):
+//! - the 6-bit scales and mins unpacked, a byte each: scale of sub-block `s` at
+//!   `SC + 8s + r`, min at `MN + 16(s / 2) + 2r + s % 2`; then `d[8]` and `dmin[8]` (f16);
+//! - step `t` at [`qs_at`]: at `4r`, bytes `32j + 4k .. + 4` of row `r`'s `qs` (low nibbles:
+//!   elements `64j + 4k + e`, sub-block `2j`; high: `64j + 32 + 4k + e`, sub-block `2j + 1`);
+//! - Q5_K only, before each run of 4 steps `4w .. 4w + 4`, the word `w` of their fifth bits
+//!   at [`qh_at`] (u32 per row), laid out as Q5_0's (`q32`): the low nibble's bit of element
+//!   `e` of step `4w + kk` at `8e + 4 + kk`, the high nibble's at `8e + kk`, so one shift per
+//!   step brings four to bit 4 of its bytes.
+//!
+//! Everything is in the order the kernel reads it: the scales first (they are read after each
+//! sub-block pair's quants; behind all the quants, that load ran ahead of the hardware
+//! prefetcher and stalled), then the quants, each run of Q5_K steps after its fifth bits.
 
 use super::GROUP;
+use super::q32::high_bit_at;
 use crate::dequant::scale_min_k4;
 use crate::types::{QK_K, f16_at, f32_at};
 
-/// Bytes of one super-block of a group.
-pub const BLOCK: usize = 1184;
-// Scales, mins and the two f16 factors of the 8 rows first, then the quants: the kernel reads
-// sub-block 2j's scales after its quants, and when they sat behind all 1024 quant bytes that
-// load ran ahead of the hardware prefetcher and stalled on memory (a fifth of the kernel's
-// time). At the front they arrive with the block's first lines.
+/// Bytes of one super-block of a group: 8 · 144 (Q4_K) or 8 · 176 (Q5_K) ggml bytes, plus 32
+/// for the unpacked scales.
+pub const fn block(five: bool) -> usize {
+    if five { 1440 } else { 1184 }
+}
 pub(crate) const SC: usize = 0;
 pub(crate) const MN: usize = 64;
 pub(crate) const D: usize = 128;
 pub(crate) const DMIN: usize = 144;
-pub(crate) const QS: usize = 160;
-/// Bytes of a ggml Q4_K block and of a Q8_K block.
-pub(super) const Q4K: usize = 144;
+const HEAD: usize = 160;
+/// Where step `t` (`< 32`) of a block starts.
+pub(crate) const fn qs_at(five: bool, t: usize) -> usize {
+    if five {
+        HEAD + 160 * (t / 4) + 32 + 32 * (t % 4)
+    } else {
+        HEAD + 32 * t
+    }
+}
+/// Where the Q5_K fifth-bit word `w` (`< 8`, steps `4w .. 4w + 4`) of a block starts.
+pub(crate) const fn qh_at(w: usize) -> usize {
+    HEAD + 160 * w
+}
+/// Bytes of a ggml Q4_K (Q5_K) block, and where its `qs` start; Q5_K's `qh` start at 16.
+pub(super) const fn ggml_block(five: bool) -> usize {
+    if five { 176 } else { 144 }
+}
+const fn ggml_qs(five: bool) -> usize {
+    if five { 48 } else { 16 }
+}
 const Q8K: usize = 292;
 
-/// Writes row `r`'s Q4_K block `x` into the group block `o`.
-pub(super) fn put_row_block(x: &[u8], r: usize, o: &mut [u8]) {
-    for (t, q) in x[16..].chunks_exact(4).enumerate() {
+/// Element `i`'s fifth bit in a ggml Q5_K `qh` (32 bytes): bit `i / 32` of byte `i % 32`.
+fn fifth_of(qh: &[u8], i: usize) -> u32 {
+    (qh[i % 32] >> (i / 32)) as u32 & 1
+}
+
+/// The bit of word `t / 4` that holds the fifth bit of element `e` (`< 4`) of step `t`'s low
+/// (`high == false`) or high nibbles.
+fn word_bit(t: usize, e: usize, high: bool) -> usize {
+    high_bit_at(16 * high as usize + 4 * (t % 4) + e)
+}
+
+/// The element of a super-block that step `t`'s low (high) nibble `e` holds.
+fn element(t: usize, e: usize, high: bool) -> usize {
+    64 * (t / 8) + 32 * high as usize + 4 * (t % 8) + e
+}
+
+/// Writes row `r`'s Q4_K (Q5_K) block `x` into the group block `o`.
+pub(super) fn put_row_block<const FIVE: bool>(x: &[u8], r: usize, o: &mut [u8]) {
+    for (t, q) in x[ggml_qs(FIVE)..].chunks_exact(4).enumerate() {
         // `t = 8j + k` walks qs in steps of 4 bytes, which is the step order.
-        o[QS + 32 * t + 4 * r..QS + 32 * t + 4 * r + 4].copy_from_slice(q);
+        let at = qs_at(FIVE, t) + 4 * r;
+        o[at..at + 4].copy_from_slice(q);
+    }
+    if FIVE {
+        for w in 0..8 {
+            let mut word = 0u32;
+            for t in 4 * w..4 * w + 4 {
+                for e in 0..4 {
+                    for high in [false, true] {
+                        word |= fifth_of(&x[16..48], element(t, e, high)) << word_bit(t, e, high);
+                    }
+                }
+            }
+            o[qh_at(w) + 4 * r..qh_at(w) + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
+        }
     }
     for s in 0..8 {
         let (sc, m) = scale_min_k4(s, &x[4..16]);
@@ -34,12 +96,23 @@ pub(super) fn put_row_block(x: &[u8], r: usize, o: &mut [u8]) {
     o[DMIN + 2 * r..DMIN + 2 * r + 2].copy_from_slice(&x[2..4]);
 }
 
-/// Row `r` of a grouped matrix `data` (`cols` wide) as ggml's Q4_K bytes, into `out`.
-pub(super) fn row_of(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
+/// The fifth bit (0 or 16) of element `e` of step `t`'s low (high) nibbles, row `r`.
+fn fifth<const FIVE: bool>(o: &[u8], r: usize, t: usize, e: usize, high: bool) -> u8 {
+    if !FIVE {
+        return 0;
+    }
+    let at = qh_at(t / 4) + 4 * r;
+    let word = u32::from_le_bytes([o[at], o[at + 1], o[at + 2], o[at + 3]]);
+    (((word >> word_bit(t, e, high)) & 1) << 4) as u8
+}
+
+/// Row `r` of a grouped matrix `data` (`cols` wide) as ggml's Q4_K (Q5_K) bytes, into `out`.
+pub(super) fn row_of<const FIVE: bool>(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
     let nb = cols / QK_K;
+    let (gb, wb) = (block(FIVE), ggml_block(FIVE));
     let (g, lane) = (r / GROUP, r % GROUP);
-    for (b, x) in out[..nb * Q4K].chunks_exact_mut(Q4K).enumerate() {
-        let o = &data[(g * nb + b) * BLOCK..(g * nb + b + 1) * BLOCK];
+    for (b, x) in out[..nb * wb].chunks_exact_mut(wb).enumerate() {
+        let o = &data[(g * nb + b) * gb..(g * nb + b + 1) * gb];
         x[0..2].copy_from_slice(&o[D + 2 * lane..D + 2 * lane + 2]);
         x[2..4].copy_from_slice(&o[DMIN + 2 * lane..DMIN + 2 * lane + 2]);
         let sc = |s: usize| o[SC + 8 * s + lane];
@@ -51,16 +124,29 @@ pub(super) fn row_of(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
             x[8 + j] = mn(j) | (mn(j + 4) >> 4) << 6;
             x[12 + j] = (sc(j + 4) & 0xF) | (mn(j + 4) & 0xF) << 4;
         }
+        if FIVE {
+            x[16..48].fill(0);
+        }
         for t in 0..32 {
-            x[16 + 4 * t..20 + 4 * t].copy_from_slice(&o[QS + 32 * t + 4 * lane..][..4]);
+            let at = ggml_qs(FIVE) + 4 * t;
+            x[at..at + 4].copy_from_slice(&o[qs_at(FIVE, t) + 4 * lane..][..4]);
+            if FIVE {
+                for e in 0..4 {
+                    for high in [false, true] {
+                        let i = element(t, e, high);
+                        x[16 + i % 32] |= (fifth::<true>(o, lane, t, e, high) >> 4) << (i / 32);
+                    }
+                }
+            }
         }
     }
 }
 
-/// The scalar kernel: `out[r]` = row `r` of group `g` (`nb` super-blocks) · the Q8_K row `a`.
-pub(super) fn dot_group(g: &[u8], a: &[u8]) -> [f32; GROUP] {
+/// The scalar kernel: `out[r]` = row `r` of group `g` (`nb` super-blocks of Q4_K, or Q5_K if
+/// `FIVE`) · the Q8_K row `a`.
+pub(super) fn dot_group<const FIVE: bool>(g: &[u8], a: &[u8]) -> [f32; GROUP] {
     let mut out = [0f32; GROUP];
-    for (o, y) in g.chunks_exact(BLOCK).zip(a.chunks_exact(Q8K)) {
+    for (o, y) in g.chunks_exact(block(FIVE)).zip(a.chunks_exact(Q8K)) {
         let da = f32_at(y, 0);
         let q8 = &y[4..260];
         let bsum = |s: usize| {
@@ -73,10 +159,12 @@ pub(super) fn dot_group(g: &[u8], a: &[u8]) -> [f32; GROUP] {
                 let (j, high) = (s / 2, s % 2 == 1);
                 let mut sub = 0i32;
                 for k in 0..8 {
+                    let t = 8 * j + k;
                     for e in 0..4 {
-                        let byte = o[QS + 32 * (8 * j + k) + 4 * r + e];
+                        let byte = o[qs_at(FIVE, t) + 4 * r + e];
                         let q = if high { byte >> 4 } else { byte & 0xF };
-                        sub += q as i32 * q8[32 * s + 4 * k + e] as i8 as i32;
+                        let q = q | fifth::<FIVE>(o, r, t, e, high);
+                        sub += q as i32 * q8[element(t, e, high)] as i8 as i32;
                     }
                 }
                 isum += o[SC + 8 * s + r] as i32 * sub;

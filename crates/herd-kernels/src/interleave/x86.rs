@@ -5,7 +5,8 @@
 //! (at most 8·2·15·128 = 30720) before widening.
 //! - Q4_K, per super-block: 32 loads; the low halves are sub-block `2j`, the high `2j + 1`,
 //!   each `madd`-ed with its scale per row into i32 lanes; the mins come off through the
-//!   activations' block sums.
+//!   activations' block sums. Q5_K alike, with 8 more loads of fifth bits (one shift each
+//!   brings a step's into place, as for Q5_0), and 4 steps, not 8, summed in 16 bits.
 //! - Q6_K, per super-block: 48 loads (low bits and high bits) give 64 registers of 6-bit
 //!   quants; as those reach 2·63·128 per pair, two steps sum in 16 bits before their
 //!   sub-block's scale widens them; the zero point (32) comes off through the block sums.
@@ -17,8 +18,8 @@
 use std::arch::x86_64::*;
 
 use super::GROUP;
-use super::q4_k::{BLOCK, D, DMIN, MN, QS, SC};
-use super::{q6_k, q8_0, q32};
+use super::q4_k::{D, DMIN, MN, SC};
+use super::{q4_k, q6_k, q8_0, q32};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 use crate::types::GgmlType;
 
@@ -33,7 +34,8 @@ type Kernel<const N: usize> =
 /// The kernel for grouped `dtype` and `N` tokens.
 fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
     match dtype {
-        GgmlType::Q4_K => dot_q4_k::<N>,
+        GgmlType::Q4_K => dot_q4_k::<false, N>,
+        GgmlType::Q5_K => dot_q4_k::<true, N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
         GgmlType::Q8_0 => dot_q8_0::<N>,
         GgmlType::Q5_0 => dot_q32::<true, N>,
@@ -79,14 +81,14 @@ pub(crate) unsafe fn dot_group(
     }
 }
 
-/// Lane `r` of result `t`: row `r` of the group · token `t`.
+/// Lane `r` of result `t`: row `r` of the Q4_K (Q5_K if `FIVE`) group · token `t`.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks and `a` `N` Q8_K rows of
 /// `nb` blocks, `arb` bytes apart.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_q4_k<const N: usize>(
+unsafe fn dot_q4_k<const FIVE: bool, const N: usize>(
     g: *const u8,
     nb: usize,
     a: *const u8,
@@ -94,44 +96,57 @@ unsafe fn dot_q4_k<const N: usize>(
     _z: *const u8,
     _zb: usize,
 ) -> [__m256; N] {
-    let m4 = _mm256_set1_epi8(0xF);
     // Each scale byte twice, so that after widening to i16 it meets both pair sums of its
     // row's lane: the low 8 bytes (sub-block 2j) or the high 8 (2j + 1).
     let dup_lo = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     let dup_hi = _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    // 4-bit pair sums of 8 steps fit 16 bits; 5-bit ones of 4 (4·2·31·128 = 31744).
+    let runs = if FIVE { 2 } else { 1 };
     let pf = software_prefetch();
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..nb {
         // SAFETY (whole body): block `b < nb` of the group and of every token row.
         unsafe {
-            let blk = g.add(b * BLOCK);
-            prefetch_ahead(blk, BLOCK, pf);
+            let blk = g.add(b * q4_k::block(FIVE));
+            prefetch_ahead(blk, q4_k::block(FIVE), pf);
             let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
             let mut sumi = [_mm256_setzero_si256(); N];
             for j in 0..4 {
-                // i16 pair sums per row lane: sub-block 2j (low nibbles), 2j + 1 (high).
-                let mut lo = [_mm256_setzero_si256(); N];
-                let mut hi = [_mm256_setzero_si256(); N];
-                for k in 0..8 {
-                    let bits = load256(blk.add(QS + 32 * (8 * j + k)));
-                    let wl = _mm256_and_si256(bits, m4);
-                    let wh = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-                    for t in 0..N {
-                        let q = ab[t].add(4 + 64 * j + 4 * k);
-                        lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(wl, bcast4(q)));
-                        hi[t] =
-                            _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(wh, bcast4(q.add(32))));
-                    }
-                }
                 let sc = load128(blk.add(SC + 16 * j));
                 let sl = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, dup_lo));
                 let sh = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, dup_hi));
-                for t in 0..N {
-                    let s = _mm256_add_epi32(
-                        _mm256_madd_epi16(lo[t], sl),
-                        _mm256_madd_epi16(hi[t], sh),
-                    );
-                    sumi[t] = _mm256_add_epi32(sumi[t], s);
+                for run in 0..runs {
+                    // i16 pair sums per row lane: sub-block 2j (low nibbles), 2j + 1 (high).
+                    let mut lo = [_mm256_setzero_si256(); N];
+                    let mut hi = [_mm256_setzero_si256(); N];
+                    for w in (2 * j..2 * j + 2).skip(run).step_by(runs) {
+                        let high = k45_high::<FIVE>(blk, w);
+                        let steps = [
+                            k45_step::<FIVE, 0>(blk, w, high),
+                            k45_step::<FIVE, 1>(blk, w, high),
+                            k45_step::<FIVE, 2>(blk, w, high),
+                            k45_step::<FIVE, 3>(blk, w, high),
+                        ];
+                        for (kk, (wl, wh)) in steps.iter().enumerate() {
+                            let k = 4 * (w % 2) + kk;
+                            for t in 0..N {
+                                let q = ab[t].add(4 + 64 * j + 4 * k);
+                                lo[t] =
+                                    _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(*wl, bcast4(q)));
+                                hi[t] = _mm256_add_epi16(
+                                    hi[t],
+                                    _mm256_maddubs_epi16(*wh, bcast4(q.add(32))),
+                                );
+                            }
+                        }
+                    }
+                    for t in 0..N {
+                        let s = _mm256_add_epi32(
+                            _mm256_madd_epi16(lo[t], sl),
+                            _mm256_madd_epi16(hi[t], sh),
+                        );
+                        sumi[t] = _mm256_add_epi32(sumi[t], s);
+                    }
                 }
             }
             // Mins: per row Σ_s min_s · (the activations' sum over sub-block s).
@@ -205,20 +220,62 @@ unsafe fn q32_step<const FIVE: bool, const K: i32>(
     blk: *const u8,
     high: __m256i,
 ) -> (__m256i, __m256i) {
-    let m4 = _mm256_set1_epi8(0xF);
     // SAFETY: step `K < 4` lies inside the block.
     let bits = unsafe { load256(blk.add(q32::qs_at(FIVE) + 32 * K as usize)) };
+    nibbles::<FIVE, K>(bits, high)
+}
+
+/// The low and high nibbles of `bits` (4 quant bytes per row lane), each with its fifth bit
+/// if `FIVE`: `high` is the rows' fifth-bit words (see `q32`; Q5_K's are alike), of which
+/// step `K < 4` of the word's four is wanted.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibbles<const FIVE: bool, const K: i32>(bits: __m256i, high: __m256i) -> (__m256i, __m256i) {
+    let m4 = _mm256_set1_epi8(0xF);
     let mut lo = _mm256_and_si256(bits, m4);
     let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
     if FIVE {
         let fifth = _mm256_set1_epi8(0x10);
-        // See `q32`: elements 4K + e sit at bit 8e + 4 + K, elements 16 + 4K + e at 8e + K.
+        // Low nibble e's bit sits at 8e + 4 + K, the high nibble's at 8e + K.
         let l = _mm256_srl_epi32(high, _mm_cvtsi32_si128(K));
         let h = _mm256_sll_epi32(high, _mm_cvtsi32_si128(4 - K));
         lo = _mm256_or_si256(lo, _mm256_and_si256(l, fifth));
         hi = _mm256_or_si256(hi, _mm256_and_si256(h, fifth));
     }
     (lo, hi)
+}
+
+/// Step `4w + K` of a Q4_K (Q5_K if `FIVE`) group block `blk`: the nibbles of sub-blocks
+/// `2j` and `2j + 1` (`j = w / 2`), one row per 32-bit lane, 0..16 (0..32); `high` is word
+/// `w`'s fifth bits.
+///
+/// # Safety
+/// `blk` must point at a whole group block of the type; `w < 8`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn k45_step<const FIVE: bool, const K: i32>(
+    blk: *const u8,
+    w: usize,
+    high: __m256i,
+) -> (__m256i, __m256i) {
+    // SAFETY: step `4w + K < 32` lies inside the block.
+    let bits = unsafe { load256(blk.add(q4_k::qs_at(FIVE, 4 * w + K as usize))) };
+    nibbles::<FIVE, K>(bits, high)
+}
+
+/// The fifth-bit word `w` of a Q5_K group block (zeros for Q4_K).
+///
+/// # Safety
+/// As [`k45_step`].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn k45_high<const FIVE: bool>(blk: *const u8, w: usize) -> __m256i {
+    if FIVE {
+        // SAFETY: word `w < 8` lies inside the block.
+        unsafe { load256(blk.add(q4_k::qh_at(w))) }
+    } else {
+        _mm256_setzero_si256()
+    }
 }
 
 /// Lane `r` of result `t`: row `r` of the Q4_0 (Q5_0 if `FIVE`) group · token `t`.

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
 use crate::dequant::{q3_k_scales, scale_min_k4};
-use crate::interleave::x86::{q6_k_step, scale_masks};
+use crate::interleave::x86::{k45_high, k45_step, q6_k_step, scale_masks};
 use crate::interleave::{Layout, q4_k as grouped_q4_k, q6_k as grouped_q6_k};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
@@ -78,7 +78,7 @@ pub(super) unsafe fn run<const K: u8>(
     let arb = x.row_bytes();
     let acts = x.bytes;
     let grouped = w.layout == Layout::Grouped;
-    debug_assert!(!grouped || K == Q4_K || K == Q6_K);
+    debug_assert!(!grouped || K == Q4_K || K == Q5_K || K == Q6_K);
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -91,8 +91,10 @@ pub(super) unsafe fn run<const K: u8>(
             |r0, dst| {
                 if grouped && K == Q6_K {
                     pack_grouped_q6_k(data.as_ptr(), nb, r0, dst)
+                } else if grouped && K == Q5_K {
+                    pack_grouped::<true>(data.as_ptr(), nb, r0, dst)
                 } else if grouped {
-                    pack_grouped(data.as_ptr(), nb, r0, dst)
+                    pack_grouped::<false>(data.as_ptr(), nb, r0, dst)
                 } else {
                     pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
                 }
@@ -143,31 +145,37 @@ unsafe fn pack_grouped_q6_k(data: *const u8, nb: usize, r0: usize, dst: *mut u8)
     }
 }
 
-/// [`pack`] for Q4_K rows `r0..r0 + 8` of a matrix in the grouped layout (`interleave::q4_k`),
-/// which already has the rows in lanes: its steps only split into nibbles.
+/// [`pack`] for Q4_K (Q5_K if `FIVE`) rows `r0..r0 + 8` of a matrix in the grouped layout
+/// (`interleave::q4_k`), which already has the rows in lanes: its steps only split into
+/// nibbles (and take their fifth bits).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `data` is a grouped matrix of `nb` super-blocks per
 /// row holding rows `r0..r0 + 8` (`r0` a multiple of 8), and `dst` has room for `nb` packed
 /// blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
-    const K: u8 = Q4_K;
-    let m4 = _mm256_set1_epi8(0xF);
+unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
+    let k = if FIVE { Q5_K } else { Q4_K };
     let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for b in 0..nb {
         // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
         // caller's buffers; the offsets are those of the two layouts.
         unsafe {
-            let g = data.add((r0 / PANEL * nb + b) * grouped_q4_k::BLOCK);
-            let o = dst.add(b * packed(K));
-            for j in 0..4 {
-                for k in 0..8 {
-                    let bits = load256(g.add(grouped_q4_k::QS + 32 * (8 * j + k)));
-                    let lo = _mm256_and_si256(bits, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-                    _mm256_storeu_si256(o.add(32 * (16 * j + k)).cast(), lo);
-                    _mm256_storeu_si256(o.add(32 * (16 * j + 8 + k)).cast(), hi);
+            let g = data.add((r0 / PANEL * nb + b) * grouped_q4_k::block(FIVE));
+            let o = dst.add(b * packed(k));
+            for w in 0..8 {
+                let high = k45_high::<FIVE>(g, w);
+                let steps = [
+                    k45_step::<FIVE, 0>(g, w, high),
+                    k45_step::<FIVE, 1>(g, w, high),
+                    k45_step::<FIVE, 2>(g, w, high),
+                    k45_step::<FIVE, 3>(g, w, high),
+                ];
+                // Step 4w + kk is step k = 4(w % 2) + kk of sub-block pair j = w / 2.
+                for (kk, (lo, hi)) in steps.iter().enumerate() {
+                    let (j, k) = (w / 2, 4 * (w % 2) + kk);
+                    _mm256_storeu_si256(o.add(32 * (16 * j + k)).cast(), *lo);
+                    _mm256_storeu_si256(o.add(32 * (16 * j + 8 + k)).cast(), *hi);
                 }
             }
             for s in 0..8 {
@@ -184,11 +192,11 @@ unsafe fn pack_grouped(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
                     row[2 * r + 1] = m;
                 }
             }
-            std::ptr::copy_nonoverlapping(off.as_ptr().cast::<u8>(), o.add(off_at(K)), 256);
+            std::ptr::copy_nonoverlapping(off.as_ptr().cast::<u8>(), o.add(off_at(k)), 256);
             let d = _mm256_cvtph_ps(load128(g.add(grouped_q4_k::D)));
             let dmin = _mm256_cvtph_ps(load128(g.add(grouped_q4_k::DMIN)));
-            _mm256_storeu_ps(o.add(d_at(K)).cast(), d);
-            _mm256_storeu_ps(o.add(d_at(K) + 32).cast(), dmin);
+            _mm256_storeu_ps(o.add(d_at(k)).cast(), d);
+            _mm256_storeu_ps(o.add(d_at(k) + 32).cast(), dmin);
         }
     }
 }
