@@ -120,14 +120,7 @@ unsafe fn dot_q4_k<const FIVE: bool, const N: usize>(
                     let mut lo = [_mm256_setzero_si256(); N];
                     let mut hi = [_mm256_setzero_si256(); N];
                     for w in (2 * j..2 * j + 2).skip(run).step_by(runs) {
-                        let high = k45_high::<FIVE>(blk, w);
-                        let steps = [
-                            k45_step::<FIVE, 0>(blk, w, high),
-                            k45_step::<FIVE, 1>(blk, w, high),
-                            k45_step::<FIVE, 2>(blk, w, high),
-                            k45_step::<FIVE, 3>(blk, w, high),
-                        ];
-                        for (kk, (wl, wh)) in steps.iter().enumerate() {
+                        for (kk, (wl, wh)) in k45_steps::<FIVE>(blk, w).iter().enumerate() {
                             let k = 4 * (w % 2) + kk;
                             for t in 0..N {
                                 let q = ab[t].add(4 + 64 * j + 4 * k);
@@ -253,7 +246,7 @@ fn nibbles<const FIVE: bool, const K: i32>(bits: __m256i, high: __m256i) -> (__m
 /// `blk` must point at a whole group block of the type; `w < 8`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(crate) unsafe fn k45_step<const FIVE: bool, const K: i32>(
+unsafe fn k45_step<const FIVE: bool, const K: i32>(
     blk: *const u8,
     w: usize,
     high: __m256i,
@@ -263,18 +256,30 @@ pub(crate) unsafe fn k45_step<const FIVE: bool, const K: i32>(
     nibbles::<FIVE, K>(bits, high)
 }
 
-/// The fifth-bit word `w` of a Q5_K group block (zeros for Q4_K).
+/// Steps `4w .. 4w + 4` of a Q4_K (Q5_K if `FIVE`) group block, as [`k45_step`] gives them.
 ///
 /// # Safety
 /// As [`k45_step`].
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-pub(crate) unsafe fn k45_high<const FIVE: bool>(blk: *const u8, w: usize) -> __m256i {
-    if FIVE {
+pub(crate) unsafe fn k45_steps<const FIVE: bool>(
+    blk: *const u8,
+    w: usize,
+) -> [(__m256i, __m256i); 4] {
+    let high = if FIVE {
         // SAFETY: word `w < 8` lies inside the block.
         unsafe { load256(blk.add(q4_k::qh_at(w))) }
     } else {
         _mm256_setzero_si256()
+    };
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        [
+            k45_step::<FIVE, 0>(blk, w, high),
+            k45_step::<FIVE, 1>(blk, w, high),
+            k45_step::<FIVE, 2>(blk, w, high),
+            k45_step::<FIVE, 3>(blk, w, high),
+        ]
     }
 }
 

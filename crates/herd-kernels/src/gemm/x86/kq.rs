@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::{PANEL, bcast_f32, drive_packed, transpose8};
 use crate::dequant::{q3_k_scales, scale_min_k4};
-use crate::interleave::x86::{k45_high, k45_step, q6_k_step, scale_masks};
+use crate::interleave::x86::{k45_steps, q6_k_step, scale_masks};
 use crate::interleave::{Layout, q4_k as grouped_q4_k, q6_k as grouped_q6_k};
 use crate::matmul::{Prepared, WeightRef};
 use crate::pool::ThreadPool;
@@ -164,15 +164,8 @@ unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, 
             let g = data.add((r0 / PANEL * nb + b) * grouped_q4_k::block(FIVE));
             let o = dst.add(b * packed(k));
             for w in 0..8 {
-                let high = k45_high::<FIVE>(g, w);
-                let steps = [
-                    k45_step::<FIVE, 0>(g, w, high),
-                    k45_step::<FIVE, 1>(g, w, high),
-                    k45_step::<FIVE, 2>(g, w, high),
-                    k45_step::<FIVE, 3>(g, w, high),
-                ];
                 // Step 4w + kk is step k = 4(w % 2) + kk of sub-block pair j = w / 2.
-                for (kk, (lo, hi)) in steps.iter().enumerate() {
+                for (kk, (lo, hi)) in k45_steps::<FIVE>(g, w).iter().enumerate() {
                     let (j, k) = (w / 2, 4 * (w % 2) + kk);
                     _mm256_storeu_si256(o.add(32 * (16 * j + k)).cast(), *lo);
                     _mm256_storeu_si256(o.add(32 * (16 * j + 8 + k)).cast(), *hi);
