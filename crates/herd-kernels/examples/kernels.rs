@@ -14,7 +14,7 @@
 //! to keep the run short.
 //!
 //! Options: `--models tiny,qwen` `--types f16,q8_0,q4_0,q4_k,q6_k,q5_0` (a `_x8` suffix, as in
-//! `q4_k_x8`, times Q4_K, Q5_K, Q6_K, Q4_0, Q5_0 or Q8_0 in the grouped layout of
+//! `q4_k_x8`, times Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0 in the grouped layout of
 //! `herd_kernels::interleave`, as the engine holds them) `--threads 1,2`
 //! `--reps N` `--set-mb MB` `--n N` `--scalar-n N` `--no-scalar` `--head` (adds the output
 //! projection at n = 1) `--shape ROWSxCOLS` (one matrix of that shape instead of the layers).

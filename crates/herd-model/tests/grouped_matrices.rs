@@ -1,13 +1,14 @@
-//! Q4_K, Q5_K, Q6_K, Q4_0, Q5_0 and Q8_0 models whose matrices the engine regroups for decoding
-//! (`herd_kernels::interleave`): their prompt logits (tiled kernels packing from the grouped
-//! copy) and decode logits (the grouped kernels) equal those of an engine on ggml's rows to
-//! float rounding, and agree with the candle reference forward over the same weights,
-//! dequantised to f32, to the spread that 8-bit activations allow.
+//! Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 models whose matrices the engine
+//! regroups for decoding (`herd_kernels::interleave`): their prompt logits (tiled kernels
+//! packing from the grouped copy) and decode logits (the grouped kernels) equal those of an
+//! engine on ggml's rows to float rounding, and agree with the candle reference forward over
+//! the same weights, dequantised to f32, to the spread that 8-bit activations allow.
 //!
 //! The hf-tiny models are 64 wide, and the k-quants need rows of 256: this test writes a llama
-//! of its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0, Q5_0 and Q8_0 by herd, and
-//! as Q4_K, Q5_K and Q6_K with random but valid blocks for its matrices (herd has no k-quant
-//! quantiser; the weights need not be good, only the same bytes on both sides).
+//! of its own (hf-tiny llama's tokenizer, 256 wide), quantised to Q4_0, Q4_1, Q5_0, Q5_1 and
+//! Q8_0 by herd, and as Q4_K, Q5_K and Q6_K with random but valid blocks for its matrices
+//! (herd has no k-quant quantiser; the weights need not be good, only the same bytes on both
+//! sides).
 
 mod common;
 
@@ -200,6 +201,16 @@ fn grouped_q4_0_matrices_give_the_reference_logits() {
 #[test]
 fn grouped_q5_0_matrices_give_the_reference_logits() {
     check_herd_quantised(GgmlType::Q5_0, false);
+}
+
+#[test]
+fn grouped_q4_1_matrices_give_the_reference_logits() {
+    check_herd_quantised(GgmlType::Q4_1, false);
+}
+
+#[test]
+fn grouped_q5_1_matrices_give_the_reference_logits() {
+    check_herd_quantised(GgmlType::Q5_1, false);
 }
 
 /// Tied embeddings, as Qwen2.5-0.5B has: the output projection is grouped, the lookup reads

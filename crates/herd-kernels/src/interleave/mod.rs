@@ -1,5 +1,5 @@
-//! Weights laid out for decoding: Q4_K, Q5_K, Q6_K, Q4_0, Q5_0 and Q8_0 rows in groups of 8,
-//! interleaved per block.
+//! Weights laid out for decoding: Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 rows in
+//! groups of 8, interleaved per block.
 //!
 //! A row dot (`simd`) reads its activation block again for every weight row, unpacks that
 //! row's scales on its own and ends in a horizontal sum. In a group, one 32-byte load holds
@@ -9,7 +9,8 @@
 //! (`block_q4_Kx8`, `block_q4_0x8`); here 4-byte steps put each row in its own lane with no
 //! shuffles, and the Q4_K format stores its 6-bit scales and mins unpacked, so no bit
 //! twiddling is left in the loop, at 32 bytes per 1152 (2.8 %) more to read (Q5_K likewise).
-//! The formats are in [`q4_k`] (Q4_K, Q5_K), [`q6_k`], [`q32`] (Q4_0, Q5_0) and [`q8_0`].
+//! The formats are in [`q4_k`] (Q4_K, Q5_K), [`q6_k`], [`q32`] (Q4_0, Q4_1, Q5_0, Q5_1) and
+//! [`q8_0`].
 //!
 //! The layout is lossless ([`row_of`] gives back the ggml row), and prefill packs its tiles
 //! from it directly (`gemm`), so a model holds its grouped matrices once, in this form.
@@ -38,7 +39,7 @@ pub enum Layout {
     #[default]
     Rows,
     /// Rows in groups of [`GROUP`], as this module describes for the matrix's type (Q4_K,
-    /// Q5_K, Q6_K, Q4_0, Q5_0 or Q8_0).
+    /// Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0).
     Grouped,
 }
 
@@ -50,7 +51,9 @@ pub fn supports(dtype: GgmlType, rows: usize, cols: usize) -> bool {
             | GgmlType::Q5_K
             | GgmlType::Q6_K
             | GgmlType::Q4_0
+            | GgmlType::Q4_1
             | GgmlType::Q5_0
+            | GgmlType::Q5_1
             | GgmlType::Q8_0
     ) && rows > 0
         && rows.is_multiple_of(GROUP)
@@ -81,9 +84,11 @@ fn block_bytes(dtype: GgmlType) -> (usize, usize) {
         GgmlType::Q4_K => (q4_k::block(false), q4_k::ggml_block(false)),
         GgmlType::Q5_K => (q4_k::block(true), q4_k::ggml_block(true)),
         GgmlType::Q6_K => (q6_k::BLOCK, q6_k::Q6K),
-        GgmlType::Q5_0 => (q32::block(true), q32::ggml_block(true)),
+        GgmlType::Q4_1 => (q32::block(false, true), q32::ggml_block(false, true)),
+        GgmlType::Q5_0 => (q32::block(true, false), q32::ggml_block(true, false)),
+        GgmlType::Q5_1 => (q32::block(true, true), q32::ggml_block(true, true)),
         GgmlType::Q8_0 => (q8_0::BLOCK, q8_0::Q80),
-        _ => (q32::block(false), q32::ggml_block(false)),
+        _ => (q32::block(false, false), q32::ggml_block(false, false)),
     }
 }
 
@@ -121,9 +126,11 @@ pub fn interleave(
         GgmlType::Q4_K => q4_k::put_row_block::<false>,
         GgmlType::Q5_K => q4_k::put_row_block::<true>,
         GgmlType::Q6_K => q6_k::put_row_block,
-        GgmlType::Q5_0 => q32::put_row_block::<true>,
+        GgmlType::Q4_1 => q32::put_row_block::<false, true>,
+        GgmlType::Q5_0 => q32::put_row_block::<true, false>,
+        GgmlType::Q5_1 => q32::put_row_block::<true, true>,
         GgmlType::Q8_0 => q8_0::put_row_block,
-        _ => q32::put_row_block::<false>,
+        _ => q32::put_row_block::<false, false>,
     };
     let out = SharedMut(dst.as_mut_ptr());
     pool.run_dynamic(rows / GROUP, |g| {
@@ -145,9 +152,11 @@ pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8
         GgmlType::Q4_K => q4_k::row_of::<false>(data, cols, r, out),
         GgmlType::Q5_K => q4_k::row_of::<true>(data, cols, r, out),
         GgmlType::Q6_K => q6_k::row_of(data, cols, r, out),
-        GgmlType::Q5_0 => q32::row_of::<true>(data, cols, r, out),
+        GgmlType::Q4_1 => q32::row_of::<false, true>(data, cols, r, out),
+        GgmlType::Q5_0 => q32::row_of::<true, false>(data, cols, r, out),
+        GgmlType::Q5_1 => q32::row_of::<true, true>(data, cols, r, out),
         GgmlType::Q8_0 => q8_0::row_of(data, cols, r, out),
-        _ => q32::row_of::<false>(data, cols, r, out),
+        _ => q32::row_of::<false, false>(data, cols, r, out),
     }
 }
 
@@ -156,12 +165,13 @@ pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8
 pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &mut [f32]) {
     const TOKENS: usize = 4;
     let (n, rows) = (x.n, w.rows);
-    // The k-quants take Q8_K activations, the 32-element types Q8_0 with extras.
+    // The k-quants take Q8_K activations, the 32-element types Q8_0 (Q8_1 for those with a
+    // min) with extras.
     let kq = is_k_quant(w.dtype);
     let nb = w.cols / block_len(w.dtype);
     let gb = nb * block_bytes(w.dtype).0;
     let (rb, zb) = (x.row_bytes(), x.aux_row_bytes());
-    // The Q4_0/Q5_0/Q8_0 kernels take each activation block's scale (and quant sum) from
+    // The 32-element kernels take each activation block's scale (and quant sum) from
     // the extras: `prepare` makes them for grouped weights.
     let with_sums = x.isa == Isa::Avx2 && !kq;
     assert!(
@@ -184,7 +194,7 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `g`
                     // is a whole group and `a` holds `m` activation rows of `rb` bytes for it
-                    // (Q8_K for the k-quants; Q8_0 for Q4_0/Q5_0/Q8_0, with `m` rows of extras
+                    // (Q8_K for the k-quants; Q8_0/Q8_1 for the others, with `m` rows of extras
                     // of `zb` bytes, checked above).
                     Isa::Avx2 => unsafe {
                         let z = if kq {
@@ -201,9 +211,11 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                                 GgmlType::Q4_K => q4_k::dot_group::<false>(g, a),
                                 GgmlType::Q5_K => q4_k::dot_group::<true>(g, a),
                                 GgmlType::Q6_K => q6_k::dot_group(g, a),
-                                GgmlType::Q5_0 => q32::dot_group::<true>(g, a),
+                                GgmlType::Q4_1 => q32::dot_group::<false, true>(g, a),
+                                GgmlType::Q5_0 => q32::dot_group::<true, false>(g, a),
+                                GgmlType::Q5_1 => q32::dot_group::<true, true>(g, a),
                                 GgmlType::Q8_0 => q8_0::dot_group(g, a),
-                                _ => q32::dot_group::<false>(g, a),
+                                _ => q32::dot_group::<false, false>(g, a),
                             };
                         }
                     }

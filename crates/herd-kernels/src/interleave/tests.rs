@@ -1,17 +1,19 @@
-//! The grouped layouts (Q4_K, Q5_K, Q6_K, Q4_0, Q5_0, Q8_0) against ggml's rows: lossless, and
-//! every kernel that reads them (the scalar and AVX2 decode kernels, the tiled prefill
-//! packing) gives the products the scalar row kernels give on the original matrix.
+//! The grouped layouts (Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against ggml's rows:
+//! lossless, and every kernel that reads them (the scalar and AVX2 decode kernels, the tiled
+//! prefill packing) gives the products the scalar row kernels give on the original matrix.
 
 use super::*;
 use crate::matmul::matmul_with;
 use crate::simd::tests::{random_floats, weight_row};
 
-const TYPES: [GgmlType; 6] = [
+const TYPES: [GgmlType; 8] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::Q4_0,
+    GgmlType::Q4_1,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
 ];
 
@@ -59,7 +61,10 @@ fn only_whole_groups_of_the_grouped_types_are_grouped() {
     assert!(!supports(GgmlType::Q5_K, 8, 896));
     assert!(!supports(GgmlType::Q3_K, 8, 256));
     assert!(supports(GgmlType::Q5_0, 8, 896));
-    assert!(!supports(GgmlType::Q5_1, 8, 256));
+    assert!(supports(GgmlType::Q5_1, 8, 896));
+    assert!(supports(GgmlType::Q4_1, 4864, 896));
+    assert!(!supports(GgmlType::Q4_1, 8, 48));
+    assert!(!supports(GgmlType::Q2_K, 8, 256));
     assert!(supports(GgmlType::Q8_0, 8, 896));
     assert!(!supports(GgmlType::Q8_0, 4, 896));
 }

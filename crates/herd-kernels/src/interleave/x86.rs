@@ -12,8 +12,8 @@
 //!   sub-block's scale widens them; the zero point (32) comes off through the block sums.
 //! - Q8_0, per block: 8 loads of signed quants; `maddubs` takes their magnitudes and the
 //!   activations with their signs, and each step widens at once (2·127·127 fills 16 bits).
-//! - Q4_0 and Q5_0, per block: 4 loads (and one of the fifth bits), the zero point (8, 16)
-//!   off through the activation block's sum.
+//! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and one of the fifth bits), the zero
+//!   point (8, 16) off through the activation block's sum, or the min on through Q8_1's `s`.
 
 use std::arch::x86_64::*;
 
@@ -38,8 +38,10 @@ fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
         GgmlType::Q5_K => dot_q4_k::<true, N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
         GgmlType::Q8_0 => dot_q8_0::<N>,
-        GgmlType::Q5_0 => dot_q32::<true, N>,
-        _ => dot_q32::<false, N>,
+        GgmlType::Q4_1 => dot_q32::<false, true, N>,
+        GgmlType::Q5_0 => dot_q32::<true, false, N>,
+        GgmlType::Q5_1 => dot_q32::<true, true, N>,
+        _ => dot_q32::<false, false, N>,
     }
 }
 
@@ -283,19 +285,21 @@ pub(crate) unsafe fn k45_steps<const FIVE: bool>(
     }
 }
 
-/// Lane `r` of result `t`: row `r` of the Q4_0 (Q5_0 if `FIVE`) group · token `t`.
+/// Lane `r` of result `t`: row `r` of the Q4_0 group · token `t`; Q5_0 if `FIVE`, Q4_1
+/// (Q5_1) if `MIN`.
 ///
 /// The quants are stored unsigned (0..16, 0..32); the zero point (8, 16) comes off as
-/// `zero·Σa` through the activation block's sum. Five-bit pair sums reach 2·31·128, so the low
-/// and high halves sum in separate 16-bit registers (4 steps each).
+/// `zero·Σa` through the activation block's sum, or the min as `m·d_a·Σa` through Q8_1's
+/// `s`. Five-bit pair sums reach 2·31·128, so the low and high halves sum in separate 16-bit
+/// registers (4 steps each).
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks, `a` `N` Q8_0 rows of
-/// `nb` blocks (`arb` bytes apart) and `z` their extras (`zb` bytes apart: per block the
-/// scale as f32, then Σq as i32).
+/// The CPU must have AVX2, FMA and F16C; `g` holds `nb` group blocks, `a` `N` Q8_0 (Q8_1 if
+/// `MIN`) rows of `nb` blocks (`arb` bytes apart) and `z` their extras (`zb` bytes apart: per
+/// block the scale as f32, then Σq as i32, or `s` as f32 if `MIN`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn dot_q32<const FIVE: bool, const N: usize>(
+unsafe fn dot_q32<const FIVE: bool, const MIN: bool, const N: usize>(
     g: *const u8,
     nb: usize,
     a: *const u8,
@@ -305,30 +309,35 @@ unsafe fn dot_q32<const FIVE: bool, const N: usize>(
 ) -> [__m256; N] {
     let ones = _mm256_set1_epi16(1);
     let zero_shift = if FIVE { 4 } else { 3 };
+    let (ab, aq) = q32::act_block(MIN);
+    let gb = q32::block(FIVE, MIN);
     let pf = software_prefetch();
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..nb {
         // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
         // extras.
         unsafe {
-            let blk = g.add(b * q32::block(FIVE));
-            prefetch_ahead(blk, q32::block(FIVE), pf);
-            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + 34 * b + 2));
+            let blk = g.add(b * gb);
+            prefetch_ahead(blk, gb, pf);
+            let at: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + ab * b + aq));
             let steps = q32_steps::<FIVE>(blk);
             let mut plo = [_mm256_setzero_si256(); N];
             let mut phi = [_mm256_setzero_si256(); N];
             for (k, (wl, wh)) in steps.iter().enumerate() {
                 for t in 0..N {
-                    let q = ab[t].add(4 * k);
+                    let q = at[t].add(4 * k);
                     plo[t] = _mm256_add_epi16(plo[t], _mm256_maddubs_epi16(*wl, bcast4(q)));
                     phi[t] = _mm256_add_epi16(phi[t], _mm256_maddubs_epi16(*wh, bcast4(q.add(16))));
                 }
             }
             let d = _mm256_cvtph_ps(load128(blk.add(q32::d_at(FIVE))));
+            let m = if MIN {
+                _mm256_cvtph_ps(load128(blk.add(q32::m_at(FIVE))))
+            } else {
+                _mm256_setzero_ps()
+            };
             for t in 0..N {
                 let zt = z.add(t * zb + 8 * b);
-                // Σ (q - zero)·a = Σ q·a - zero·Σa.
-                let sumz = zt.add(4).cast::<i32>().read_unaligned() << zero_shift;
                 let s = if FIVE {
                     _mm256_add_epi32(
                         _mm256_madd_epi16(plo[t], ones),
@@ -338,9 +347,17 @@ unsafe fn dot_q32<const FIVE: bool, const N: usize>(
                     // 8 steps of 4-bit products fit 16 bits.
                     _mm256_madd_epi16(_mm256_add_epi16(plo[t], phi[t]), ones)
                 };
-                let s = _mm256_sub_epi32(s, _mm256_set1_epi32(sumz));
                 let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+                if MIN {
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+                    let sa = _mm256_set1_ps(zt.add(4).cast::<f32>().read_unaligned());
+                    acc[t] = _mm256_fmadd_ps(m, sa, acc[t]);
+                } else {
+                    // Σ (q - zero)·a = Σ q·a - zero·Σa.
+                    let sumz = zt.add(4).cast::<i32>().read_unaligned() << zero_shift;
+                    let s = _mm256_sub_epi32(s, _mm256_set1_epi32(sumz));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+                }
             }
         }
     }

@@ -67,7 +67,7 @@ pub(super) unsafe fn run<const K: u8>(
     assert_eq!(auxrb, nb * 8, "activations prepared without block sums");
     let (acts, aux) = (x.bytes, x.aux);
     let is_grouped = w.layout == Layout::Grouped;
-    debug_assert!(!is_grouped || K == Q4_0 || K == Q5_0 || K == Q8_0);
+
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
@@ -80,10 +80,13 @@ pub(super) unsafe fn run<const K: u8>(
             |r0, dst| {
                 if is_grouped && K == Q8_0 {
                     pack_grouped_q8_0(data.as_ptr(), nb, r0, dst)
-                } else if is_grouped && K == Q5_0 {
-                    pack_grouped::<true>(data.as_ptr(), nb, r0, dst)
                 } else if is_grouped {
-                    pack_grouped::<false>(data.as_ptr(), nb, r0, dst)
+                    match K {
+                        Q4_0 => pack_grouped::<false, false>(data.as_ptr(), nb, r0, dst),
+                        Q4_1 => pack_grouped::<false, true>(data.as_ptr(), nb, r0, dst),
+                        Q5_0 => pack_grouped::<true, false>(data.as_ptr(), nb, r0, dst),
+                        _ => pack_grouped::<true, true>(data.as_ptr(), nb, r0, dst),
+                    }
                 } else {
                     pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
                 }
@@ -126,22 +129,32 @@ unsafe fn decode<const K: u8>(blk: *const u8) -> __m256i {
     }
 }
 
-/// [`pack`] for Q4_0 (Q5_0 if `FIVE`) rows `r0..r0 + 8` of a matrix in the grouped layout
-/// (`crate::interleave::q32`), which already has the rows in lanes: its steps only split into
-/// nibbles (and take their fifth bits).
+/// [`pack`] for Q4_0 rows `r0..r0 + 8` (Q5_0 if `FIVE`, Q4_1/Q5_1 if `MIN`) of a matrix in
+/// the grouped layout (`crate::interleave::q32`), which already has the rows in lanes: its
+/// steps only split into nibbles (and take their fifth bits).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `data` is a grouped matrix of that type with `nb`
 /// blocks per row holding rows `r0..r0 + 8` (`r0` a multiple of 8), and `dst` has room for
 /// `nb` packed blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, dst: *mut u8) {
-    let k = if FIVE { Q5_0 } else { Q4_0 };
+unsafe fn pack_grouped<const FIVE: bool, const MIN: bool>(
+    data: *const u8,
+    nb: usize,
+    r0: usize,
+    dst: *mut u8,
+) {
+    let k = match (FIVE, MIN) {
+        (false, false) => Q4_0,
+        (false, true) => Q4_1,
+        (true, false) => Q5_0,
+        (true, true) => Q5_1,
+    };
     for b in 0..nb {
         // SAFETY: group block `b` of group `r0 / 8` and packed block `b` lie inside the
         // caller's buffers; the offsets are those of the two layouts.
         unsafe {
-            let g = data.add((r0 / PANEL * nb + b) * grouped::block(FIVE));
+            let g = data.add((r0 / PANEL * nb + b) * grouped::block(FIVE, MIN));
             let o = dst.add(b * packed(k));
             let steps = q32_steps::<FIVE>(g);
             for (s, (lo, hi)) in steps.iter().enumerate() {
@@ -150,6 +163,10 @@ unsafe fn pack_grouped<const FIVE: bool>(data: *const u8, nb: usize, r0: usize, 
             }
             let d = _mm256_cvtph_ps(load128(g.add(grouped::d_at(FIVE))));
             _mm256_storeu_ps(o.add(qbytes(k)).cast(), d);
+            if MIN {
+                let m = _mm256_cvtph_ps(load128(g.add(grouped::m_at(FIVE))));
+                _mm256_storeu_ps(o.add(qbytes(k) + 32).cast(), m);
+            }
         }
     }
 }
