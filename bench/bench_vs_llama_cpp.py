@@ -6,8 +6,8 @@ tokens decoded one at a time), runs `herd bench` and llama.cpp's `llama-bench` b
 (which one goes first alternates), each with its own warm-up and R repetitions, and prints a
 Markdown table of tokens/s for both and the ratio herd / llama.cpp. Decode speed is also given
 as a fraction of the memory-bandwidth limit: bandwidth (bench/membw.c, same machine, same
-threads, measured in this run) ÷ bytes of weights read per token (every matrix, plus one
-embedding row).
+threads, measured just before and just after each decode pair, the mean) ÷ bytes of weights
+read per token (every matrix, plus one embedding row).
 
   python3 bench/bench_vs_llama_cpp.py [--models DIR or files] [--threads 1,2] [-r 3]
       [--tests pp512,tg128] [--herd target/release/herd] [--llama-cpp DIR] [--json out.jsonl]
@@ -91,11 +91,8 @@ def main() -> None:
         if not exe.exists():
             sys.exit(f"{exe} not found (bench/README.md says how to build it)")
     threads = [int(t) for t in a.threads.split(",")]
-    bw = {t: bandwidth(t) for t in threads}
-    print(f"memory read bandwidth: " + ", ".join(f"{t} thread(s) {bw[t]:.1f} GB/s" for t in threads))
-    print()
-    print("| model | size | threads | test | llama.cpp t/s | herd t/s | herd / llama.cpp | herd % of bandwidth limit | llama.cpp % |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | size | threads | test | llama.cpp t/s | herd t/s | herd / llama.cpp | herd % of bandwidth limit | llama.cpp % | bandwidth GB/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     sink = open(a.json, "a") if a.json else None
     flip = False
     for model in models:
@@ -106,17 +103,23 @@ def main() -> None:
                 order = [("herd", herd_run, a.herd), ("llama.cpp", llama_run, llama_bench)]
                 if flip:
                     order.reverse()
+                decode = test.startswith("tg")
+                # This machine's bandwidth drifts by a third between minutes (other tenants):
+                # measured just before and just after the pair, the limit belongs to the row.
+                before = bandwidth(t) if decode else None
                 res = {name: fn(exe, model, t, test, a.reps) for name, fn, exe in order}
+                bw = (before + bandwidth(t)) / 2 if decode else None
                 ratio = res["herd"] / res["llama.cpp"]
-                limit = bw[t] * 1e9 / per_token
-                frac = (lambda v: f"{100 * v / limit:.0f}%") if test.startswith("tg") else (lambda v: "")
+                limit = bw * 1e9 / per_token if decode else None
+                frac = (lambda v: f"{100 * v / limit:.0f}%") if decode else (lambda v: "")
                 print(f"| {model.stem} | {model.stat().st_size / 1e9:.2f} GB | {t} | {test} | "
-                      f"{res['llama.cpp']:.2f} | {res['herd']:.2f} | {ratio:.2f} | {frac(res['herd'])} | {frac(res['llama.cpp'])} |",
+                      f"{res['llama.cpp']:.2f} | {res['herd']:.2f} | {ratio:.2f} | {frac(res['herd'])} | "
+                      f"{frac(res['llama.cpp'])} | {f'{bw:.1f}' if decode else ''} |",
                       flush=True)
                 if sink:
                     sink.write(json.dumps({"model": model.name, "threads": t, "test": test,
                                            "llama_cpp": res["llama.cpp"], "herd": res["herd"],
-                                           "ratio": ratio, "bandwidth_gb_s": bw[t],
+                                           "ratio": ratio, "bandwidth_gb_s": bw,
                                            "bytes_per_token": per_token}) + "\n")
                     sink.flush()
 

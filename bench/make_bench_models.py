@@ -2,8 +2,10 @@
 """Random-weight GGUF models with real shapes, for speed benchmarks (issue: speed).
 
 Writes, into DIR (default: $HERD_BENCH_MODELS or ~/.cache/herd-bench), an F16 file per shape
-with the PyPI `gguf` package, then Q8_0, Q4_0 and Q4_K_M copies with llama.cpp's
-llama-quantize (the same quantiser the peer uses, so both engines read identical bytes):
+with the PyPI `gguf` package, then Q8_0, Q4_0, Q4_K_M and Q5_K_M copies with llama.cpp's
+llama-quantize (the same quantiser the peer uses, so both engines read identical bytes; Q5_K_M
+is beyond the issue's list, as the other common k-quant mix: Q5_K and Q6_K, and for the Qwen
+shape, whose width is not a multiple of 256, mostly Q5_1):
 
   tinyllama-1.1b  hidden 2048, 22 layers, 32 heads, 4 KV heads, FFN 5632, vocab 32000
   qwen2.5-0.5b    hidden 896, 24 layers, 14 heads, 2 KV heads, FFN 4864, vocab 151936
@@ -29,7 +31,7 @@ SHAPES = {
     "tinyllama-1.1b": dict(hidden=2048, layers=22, heads=32, kv_heads=4, ffn=5632, vocab=32000, tied=False, ctx=2048),
     "qwen2.5-0.5b": dict(hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, tied=True, ctx=4096),
 }
-QUANTS = ["Q8_0", "Q4_0", "Q4_K_M"]
+QUANTS = ["Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M"]
 
 
 def write_f16(path: Path, s: dict, seed: int = 0) -> None:
