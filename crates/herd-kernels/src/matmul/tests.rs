@@ -105,6 +105,28 @@ fn matmul_edges_and_thread_counts() {
     }
 }
 
+/// The k-quant tiles have two x86 kernels, AVX2 (`maddubs`) and, where the CPU has it,
+/// AVX-512 VNNI (`vpdpbusd`, 8 tokens a call): both against the scalar reference, at token
+/// counts around both tile widths.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn k_quant_tiles_match_with_and_without_vnni() {
+    for off in [true, false] {
+        crate::simd::x86::set_vnni_off(off);
+        for t in [
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            for n in [9, 16, 23, 40] {
+                check(t, 19, 2 * 256, n, 2);
+            }
+        }
+    }
+}
+
 /// Decode hands F16/BF16 row kernels half activations, where the tiled kernels get f32 rows of
 /// the half-rounded values: the same numbers in the same order, so each output must equal, to
 /// the bit, the float row dot over the rounded f32 row.

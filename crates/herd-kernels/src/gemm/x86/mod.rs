@@ -3,6 +3,20 @@
 // would hide which element goes with which.
 #![allow(clippy::needless_range_loop)]
 
+/// `$kern::<$k, n>($args)` for `$rn` tokens (`1..=` the largest of `$n`, which come highest
+/// first; below the others, 1), into the first `$rn` of `$cap` single-register results: the
+/// kernels take their token count as a constant, the tiles' last call has fewer.
+macro_rules! tokens_at_run_time {
+    ($rn:expr, $cap:expr, $kern:ident::<$k:ident> $args:tt, [$($n:literal),+]) => {{
+        let mut out = [_mm256_setzero_ps(); $cap];
+        match $rn {
+            $($n => out[..$n].copy_from_slice(&$kern::<$k, $n> $args),)+
+            _ => out[..1].copy_from_slice(&$kern::<$k, 1> $args),
+        }
+        out.map(|v| [v])
+    }};
+}
+
 mod float;
 mod kq;
 mod q32;

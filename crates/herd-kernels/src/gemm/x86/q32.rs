@@ -261,17 +261,8 @@ unsafe fn kern_any<const K: u8>(
     auxrb: usize,
     rn: usize,
 ) -> [[__m256; 1]; RN] {
-    let mut out = [_mm256_setzero_ps(); RN];
     // SAFETY: forwarded to the caller.
-    unsafe {
-        match rn {
-            4 => out = kern::<K, 4>(panel, nb, a, arb, aux, auxrb),
-            3 => out[..3].copy_from_slice(&kern::<K, 3>(panel, nb, a, arb, aux, auxrb)),
-            2 => out[..2].copy_from_slice(&kern::<K, 2>(panel, nb, a, arb, aux, auxrb)),
-            _ => out[..1].copy_from_slice(&kern::<K, 1>(panel, nb, a, arb, aux, auxrb)),
-        }
-    }
-    out.map(|v| [v])
+    unsafe { tokens_at_run_time!(rn, RN, kern::<K>(panel, nb, a, arb, aux, auxrb), [4, 3, 2]) }
 }
 
 /// Lane `r` of result `j`: row `r` of the panel · token `j`.

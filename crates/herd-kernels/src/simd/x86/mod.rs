@@ -177,6 +177,28 @@ pub(crate) fn quantize_activations(t: GgmlType, src: &[f32], dst: &mut [u8]) -> 
 
 // ---- helpers shared by the kernels ----
 
+/// Whether the tiled k-quant products use AVX-512 VNNI (`vpdpbusd`): where the CPU has AVX-512
+/// F, VL and VNNI, unless `HERD_VNNI=0` keeps the AVX2 tiles (to compare the two).
+pub(crate) fn vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    let has = *HAS.get_or_init(|| {
+        std::env::var("HERD_VNNI").as_deref() != Ok("0")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    });
+    has && !VNNI_OFF.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set by tests to run the AVX2 tiles on a CPU with VNNI too. Either path gives the same
+/// products, so another test that runs while this is set is still checked, on the other path.
+static VNNI_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(test)]
+pub(crate) fn set_vnni_off(off: bool) {
+    VNNI_OFF.store(off, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether decode's row dots ask for the weights ahead of the hardware prefetcher
 /// ([`prefetch_ahead`]). Measured on the two machines this was tuned on: on an AVX2-only
 /// Zen 3 it kept more reads in flight (TinyLlama F16 decode about +9 % tokens/s); on an
