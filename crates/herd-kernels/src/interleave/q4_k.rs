@@ -51,11 +51,6 @@ const fn ggml_qs(five: bool) -> usize {
 }
 const Q8K: usize = 292;
 
-/// Element `i`'s fifth bit in a ggml Q5_K `qh` (32 bytes): bit `i / 32` of byte `i % 32`.
-fn fifth_of(qh: &[u8], i: usize) -> u32 {
-    (qh[i % 32] >> (i / 32)) as u32 & 1
-}
-
 /// The bit of word `t / 4` that holds the fifth bit of element `e` (`< 4`) of step `t`'s low
 /// (`high == false`) or high nibbles.
 fn word_bit(t: usize, e: usize, high: bool) -> usize {
@@ -75,14 +70,18 @@ pub(super) fn put_row_block<const FIVE: bool>(x: &[u8], r: usize, o: &mut [u8]) 
         o[at..at + 4].copy_from_slice(q);
     }
     if FIVE {
+        // Word w serves steps 8j + 4h + kk (j = w / 2, h = w % 2, kk < 4), whose elements
+        // 64j + 4(4h + kk) + e (low nibbles) and the same + 32 (high) keep their fifth bits in
+        // qh byte 16h + 4kk + e (ggml: element i's fifth bit is bit i / 32 of byte i % 32),
+        // bits 2j and 2j + 1; they go where `word_bit` says.
+        let qh = &x[16..48];
         for w in 0..8 {
+            let (j, h) = (w / 2, w % 2);
             let mut word = 0u32;
-            for t in 4 * w..4 * w + 4 {
-                for e in 0..4 {
-                    for high in [false, true] {
-                        word |= fifth_of(&x[16..48], element(t, e, high)) << word_bit(t, e, high);
-                    }
-                }
+            for v in 0..16 {
+                let byte = qh[16 * h + v] as u32;
+                word |= ((byte >> (2 * j)) & 1) << high_bit_at(v);
+                word |= ((byte >> (2 * j + 1)) & 1) << high_bit_at(16 + v);
             }
             o[qh_at(w) + 4 * r..qh_at(w) + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
         }
