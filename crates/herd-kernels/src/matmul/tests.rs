@@ -105,12 +105,12 @@ fn matmul_edges_and_thread_counts() {
     }
 }
 
-/// The k-quant tiles have two x86 kernels, AVX2 (`maddubs`) and, where the CPU has it,
+/// The quantised tiles have two x86 kernels each, AVX2 (`maddubs`) and, where the CPU has it,
 /// AVX-512 VNNI (`vpdpbusd`, 8 tokens a call): both against the scalar reference, at token
 /// counts around both tile widths.
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn k_quant_tiles_match_with_and_without_vnni() {
+fn quantised_tiles_match_with_and_without_vnni() {
     for off in [true, false] {
         crate::simd::x86::set_vnni_off(off);
         for t in [
@@ -119,12 +119,18 @@ fn k_quant_tiles_match_with_and_without_vnni() {
             GgmlType::Q4_K,
             GgmlType::Q5_K,
             GgmlType::Q6_K,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
         ] {
             for n in [9, 16, 23, 40] {
-                check(t, 19, 2 * 256, n, 2);
+                check(t, 19, 2 * t.block_size().max(256), n, 2);
             }
         }
     }
+    crate::simd::x86::set_vnni_off(false);
 }
 
 /// Decode hands F16/BF16 row kernels half activations, where the tiled kernels get f32 rows of

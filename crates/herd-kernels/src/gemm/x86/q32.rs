@@ -26,6 +26,8 @@ pub(super) const Q8_0: u8 = 4;
 
 /// Tokens per kernel call.
 const RN: usize = 4;
+/// Tokens per kernel call with VNNI.
+const RN_VNNI: usize = 8;
 
 const fn has_min(k: u8) -> bool {
     k == Q4_1 || k == Q5_1
@@ -68,41 +70,38 @@ pub(super) unsafe fn run<const K: u8>(
     let (acts, aux) = (x.bytes, x.aux);
     let is_grouped = w.layout == Layout::Grouped;
 
+    let pack = |r0: usize, dst: *mut u8| {
+        // SAFETY: `drive_packed` calls this with panel starts inside `rows` and room for `nb`
+        // packed blocks at `dst`.
+        unsafe {
+            if is_grouped && K == Q8_0 {
+                pack_grouped_q8_0(data.as_ptr(), nb, r0, dst)
+            } else if is_grouped {
+                match K {
+                    Q4_0 => pack_grouped::<false, false>(data.as_ptr(), nb, r0, dst),
+                    Q4_1 => pack_grouped::<false, true>(data.as_ptr(), nb, r0, dst),
+                    Q5_0 => pack_grouped::<true, false>(data.as_ptr(), nb, r0, dst),
+                    _ => pack_grouped::<true, true>(data.as_ptr(), nb, r0, dst),
+                }
+            } else {
+                pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
+            }
+        }
+    };
     // SAFETY: the closures are called with panel starts inside `rows` and token ranges inside
     // `x.n`, so every row and activation they read exists; `pack` writes `nb` packed blocks.
     unsafe {
-        drive_packed::<1, RN>(
-            pool,
-            rows,
-            x.n,
-            y,
-            nb * packed(K),
-            |r0, dst| {
-                if is_grouped && K == Q8_0 {
-                    pack_grouped_q8_0(data.as_ptr(), nb, r0, dst)
-                } else if is_grouped {
-                    match K {
-                        Q4_0 => pack_grouped::<false, false>(data.as_ptr(), nb, r0, dst),
-                        Q4_1 => pack_grouped::<false, true>(data.as_ptr(), nb, r0, dst),
-                        Q5_0 => pack_grouped::<true, false>(data.as_ptr(), nb, r0, dst),
-                        _ => pack_grouped::<true, true>(data.as_ptr(), nb, r0, dst),
-                    }
-                } else {
-                    pack::<K>(data.as_ptr(), rows, rb, nb, r0, dst)
-                }
-            },
-            |panel, t0, rn| {
-                kern_any::<K>(
-                    panel,
-                    nb,
-                    acts.as_ptr().add(t0 * arb),
-                    arb,
-                    aux.as_ptr().add(t0 * auxrb),
-                    auxrb,
-                    rn,
-                )
-            },
-        )
+        if crate::simd::x86::vnni() {
+            drive_packed::<1, RN_VNNI>(pool, rows, x.n, y, nb * packed(K), pack, |p, t0, rn| {
+                let (a, z) = (acts.as_ptr().add(t0 * arb), aux.as_ptr().add(t0 * auxrb));
+                kern_any_vnni::<K>(p, nb, a, arb, z, auxrb, rn)
+            })
+        } else {
+            drive_packed::<1, RN>(pool, rows, x.n, y, nb * packed(K), pack, |p, t0, rn| {
+                let (a, z) = (acts.as_ptr().add(t0 * arb), aux.as_ptr().add(t0 * auxrb));
+                kern_any::<K>(p, nb, a, arb, z, auxrb, rn)
+            })
+        }
     }
 }
 
@@ -265,6 +264,32 @@ unsafe fn kern_any<const K: u8>(
     unsafe { tokens_at_run_time!(rn, RN, kern::<K>(panel, nb, a, arb, aux, auxrb), [4, 3, 2]) }
 }
 
+/// [`kern_vnni`] for `rn` tokens at run time.
+///
+/// # Safety
+/// As [`kern_vnni`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn kern_any_vnni<const K: u8>(
+    panel: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    aux: *const u8,
+    auxrb: usize,
+    rn: usize,
+) -> [[__m256; 1]; RN_VNNI] {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        tokens_at_run_time!(
+            rn,
+            RN_VNNI,
+            kern_vnni::<K>(panel, nb, a, arb, aux, auxrb),
+            [8, 7, 6, 5, 4, 3, 2]
+        )
+    }
+}
+
 /// Lane `r` of result `j`: row `r` of the panel · token `j`.
 ///
 /// # Safety
@@ -316,22 +341,88 @@ unsafe fn kern<const K: u8, const N: usize>(
                     }
                 }
             }
-            let dw = _mm256_loadu_ps(pb.add(qbytes(K)).cast());
-            for (j, (acc, sum)) in acc.iter_mut().zip(&isum).enumerate() {
-                let x = aux.add(j * auxrb + 8 * b);
-                let s = match K {
-                    Q4_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<3>(bcast4(x.add(4)))),
-                    Q5_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<4>(bcast4(x.add(4)))),
-                    _ => *sum,
-                };
-                *acc =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, bcast_f32(x)), *acc);
-                if has_min(K) {
-                    let mw = _mm256_loadu_ps(pb.add(qbytes(K) + 32).cast());
-                    *acc = _mm256_fmadd_ps(mw, bcast_f32(x.add(4)), *acc);
-                }
-            }
+            finish::<K, N>(pb, aux.add(8 * b), auxrb, &isum, &mut acc);
         }
     }
     acc
+}
+
+/// [`kern`] with AVX-512 VNNI, 8 tokens a call (as `kq::kern_vnni`, which says why):
+/// `vpdpbusd` sums four quant pairs into i32 lanes at once, so the unsigned types need no
+/// 16-bit runs and Q8_0 takes its quants' magnitudes against the activations with their signs
+/// in two instructions where `maddubs`, `madd` and `add` took three more.
+///
+/// # Safety
+/// As [`kern`], and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn kern_vnni<const K: u8, const N: usize>(
+    panel: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    aux: *const u8,
+    auxrb: usize,
+) -> [__m256; N] {
+    let (ab, qs) = ablock(K);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the panel and of each token row.
+        unsafe {
+            let pb = panel.add(b * packed(K));
+            let at = a.add(b * ab + qs);
+            let mut isum = [_mm256_setzero_si256(); N];
+            for s in 0..8 {
+                let wq = load256(pb.add(32 * s));
+                if K == Q8_0 {
+                    let ws = load256(pb.add(256 + 32 * s));
+                    for (j, sum) in isum.iter_mut().enumerate() {
+                        let av = _mm256_sign_epi8(bcast4(at.add(j * arb + 4 * s)), ws);
+                        *sum = _mm256_dpbusd_epi32(*sum, wq, av);
+                    }
+                } else {
+                    for (j, sum) in isum.iter_mut().enumerate() {
+                        *sum = _mm256_dpbusd_epi32(*sum, wq, bcast4(at.add(j * arb + 4 * s)));
+                    }
+                }
+            }
+            finish::<K, N>(pb, aux.add(8 * b), auxrb, &isum, &mut acc);
+        }
+    }
+    acc
+}
+
+/// Adds a packed block's integer sums `isum` (per token) to `acc`: the zero point off (Q4_0,
+/// Q5_0) or the min on (Q4_1, Q5_1) through the activation blocks' extras `x` (`auxrb` bytes
+/// apart), both scales applied.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `pb` is a whole packed block and `x` the extras of
+/// the matching block of `N` activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn finish<const K: u8, const N: usize>(
+    pb: *const u8,
+    x: *const u8,
+    auxrb: usize,
+    isum: &[__m256i; N],
+    acc: &mut [__m256; N],
+) {
+    // SAFETY: offsets inside the packed block and the extras.
+    unsafe {
+        let dw = _mm256_loadu_ps(pb.add(qbytes(K)).cast());
+        for (j, (acc, sum)) in acc.iter_mut().zip(isum).enumerate() {
+            let x = x.add(j * auxrb);
+            let s = match K {
+                Q4_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<3>(bcast4(x.add(4)))),
+                Q5_0 => _mm256_sub_epi32(*sum, _mm256_slli_epi32::<4>(bcast4(x.add(4)))),
+                _ => *sum,
+            };
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, bcast_f32(x)), *acc);
+            if has_min(K) {
+                let mw = _mm256_loadu_ps(pb.add(qbytes(K) + 32).cast());
+                *acc = _mm256_fmadd_ps(mw, bcast_f32(x.add(4)), *acc);
+            }
+        }
+    }
 }

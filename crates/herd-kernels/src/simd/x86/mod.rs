@@ -177,7 +177,7 @@ pub(crate) fn quantize_activations(t: GgmlType, src: &[f32], dst: &mut [u8]) -> 
 
 // ---- helpers shared by the kernels ----
 
-/// Whether the tiled k-quant products use AVX-512 VNNI (`vpdpbusd`): where the CPU has AVX-512
+/// Whether the tiled quantised products use AVX-512 VNNI (`vpdpbusd`): where the CPU has AVX-512
 /// F, VL and VNNI, unless `HERD_VNNI=0` keeps the AVX2 tiles (to compare the two).
 pub(crate) fn vnni() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
