@@ -70,9 +70,20 @@ fn only_whole_groups_of_the_grouped_types_are_grouped() {
 }
 
 /// Products over the grouped matrix at every level and token count (decode below the tiles'
-/// threshold, the tiles from there) against the scalar row kernels over ggml's rows.
+/// threshold, the tiles from there) against the scalar row kernels over ggml's rows; on a CPU
+/// with AVX-512 VNNI, with its kernels and with the AVX2 ones.
 #[test]
 fn grouped_products_match_the_row_kernels() {
+    #[cfg(target_arch = "x86_64")]
+    for off in [true, false] {
+        crate::simd::x86::set_vnni_off(off);
+        grouped_products_match(off);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    grouped_products_match(false);
+}
+
+fn grouped_products_match(vnni_off: bool) {
     for t in TYPES {
         let bl = block_len(t);
         for (rows, cols) in [(8, bl), (32, 4 * bl), (72, 2 * bl), (16, 7 * bl)] {
@@ -100,8 +111,8 @@ fn grouped_products_match_the_row_kernels() {
                             // of the float sums differs.
                             assert!(
                                 (g - w).abs() <= 1e-5 * scale,
-                                "{t} {isa:?} {rows}×{cols} n={n} threads={threads}: y[{}][{}] \
-                                 = {g}, want {w}",
+                                "{t} {isa:?} (VNNI off: {vnni_off}) {rows}×{cols} n={n} \
+                                 threads={threads}: y[{}][{}] = {g}, want {w}",
                                 k / rows,
                                 k % rows
                             );

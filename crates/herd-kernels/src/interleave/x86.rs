@@ -33,7 +33,10 @@ type Kernel<const N: usize> =
 
 /// The kernel for grouped `dtype` and `N` tokens.
 fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
+    let vnni = crate::simd::x86::vnni();
     match dtype {
+        GgmlType::Q4_K if vnni => dot_q4_k_vnni::<false, N>,
+        GgmlType::Q5_K if vnni => dot_q4_k_vnni::<true, N>,
         GgmlType::Q4_K => dot_q4_k::<false, N>,
         GgmlType::Q5_K => dot_q4_k::<true, N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
@@ -144,37 +147,112 @@ unsafe fn dot_q4_k<const FIVE: bool, const N: usize>(
                     }
                 }
             }
-            // Mins: per row Σ_s min_s · (the activations' sum over sub-block s).
-            let mn: [__m256i; 4] =
-                std::array::from_fn(|p| _mm256_cvtepu8_epi16(load128(blk.add(MN + 16 * p))));
-            let d = _mm256_cvtph_ps(load128(blk.add(D)));
-            let dmin = _mm256_cvtph_ps(load128(blk.add(DMIN)));
-            for t in 0..N {
-                // Q8_K's 16 sums of 16 → 8 sums of 32 (i16: at most 32·128), once per lane half.
-                let bs = load256(ab[t].add(260));
-                let s32 = _mm_hadd_epi16(
-                    _mm256_castsi256_si128(bs),
-                    _mm256_extracti128_si256::<1>(bs),
-                );
-                let s32 = _mm256_broadcastsi128_si256(s32);
-                let mut summ = _mm256_madd_epi16(mn[0], _mm256_shuffle_epi32::<0x00>(s32));
-                summ = _mm256_add_epi32(
-                    summ,
-                    _mm256_madd_epi16(mn[1], _mm256_shuffle_epi32::<0x55>(s32)),
-                );
-                summ = _mm256_add_epi32(
-                    summ,
-                    _mm256_madd_epi16(mn[2], _mm256_shuffle_epi32::<0xAA>(s32)),
-                );
-                summ = _mm256_add_epi32(
-                    summ,
-                    _mm256_madd_epi16(mn[3], _mm256_shuffle_epi32::<0xFF>(s32)),
-                );
-                let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[t]), _mm256_mul_ps(d, da), acc[t]);
-                acc[t] =
-                    _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, da), acc[t]);
+            k45_finish(blk, &ab, &sumi, &mut acc);
+        }
+    }
+    acc
+}
+
+/// Adds a Q4_K/Q5_K group block's integer sums `sumi` (per token, scales applied) to `acc`:
+/// the mins off through the activations' block sums, both factors applied.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `blk` is a whole group block and `ab[t]` the
+/// matching Q8_K block of token `t`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn k45_finish<const N: usize>(
+    blk: *const u8,
+    ab: &[*const u8; N],
+    sumi: &[__m256i; N],
+    acc: &mut [__m256; N],
+) {
+    // SAFETY: offsets inside the group block and the Q8_K blocks.
+    unsafe {
+        // Mins: per row Σ_s min_s · (the activations' sum over sub-block s).
+        let mn: [__m256i; 4] =
+            std::array::from_fn(|p| _mm256_cvtepu8_epi16(load128(blk.add(MN + 16 * p))));
+        let d = _mm256_cvtph_ps(load128(blk.add(D)));
+        let dmin = _mm256_cvtph_ps(load128(blk.add(DMIN)));
+        for t in 0..N {
+            // Q8_K's 16 sums of 16 → 8 sums of 32 (i16: at most 32·128), once per lane half.
+            let bs = load256(ab[t].add(260));
+            let s32 = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bs),
+                _mm256_extracti128_si256::<1>(bs),
+            );
+            let s32 = _mm256_broadcastsi128_si256(s32);
+            let mut summ = _mm256_madd_epi16(mn[0], _mm256_shuffle_epi32::<0x00>(s32));
+            summ = _mm256_add_epi32(
+                summ,
+                _mm256_madd_epi16(mn[1], _mm256_shuffle_epi32::<0x55>(s32)),
+            );
+            summ = _mm256_add_epi32(
+                summ,
+                _mm256_madd_epi16(mn[2], _mm256_shuffle_epi32::<0xAA>(s32)),
+            );
+            summ = _mm256_add_epi32(
+                summ,
+                _mm256_madd_epi16(mn[3], _mm256_shuffle_epi32::<0xFF>(s32)),
+            );
+            let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[t]), _mm256_mul_ps(d, da), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, da), acc[t]);
+        }
+    }
+}
+
+/// [`dot_q4_k`] with AVX-512 VNNI: `vpdpbusd` sums four quant pairs into i32 lanes where
+/// `maddubs` + `add` took two instructions, so a sub-block pair's sums need no 16-bit runs and
+/// meet their scales with one `vpmulld` each. Each sum alternates between two accumulators
+/// (even and odd steps) to keep `vpdpbusd`'s latency off the chain.
+///
+/// # Safety
+/// As [`dot_q4_k`], and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot_q4_k_vnni<const FIVE: bool, const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    _z: *const u8,
+    _zb: usize,
+) -> [__m256; N] {
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group and of every token row.
+        unsafe {
+            let blk = g.add(b * q4_k::block(FIVE));
+            prefetch_ahead(blk, q4_k::block(FIVE), pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for j in 0..4 {
+                // Scales of sub-blocks 2j and 2j + 1, one i32 per row lane.
+                let sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(SC + 16 * j).cast()));
+                let sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(SC + 16 * j + 8).cast()));
+                let mut lo = [[_mm256_setzero_si256(); 2]; N];
+                let mut hi = [[_mm256_setzero_si256(); 2]; N];
+                for w in 2 * j..2 * j + 2 {
+                    for (kk, (wl, wh)) in k45_steps::<FIVE>(blk, w).iter().enumerate() {
+                        let k = 4 * (w % 2) + kk;
+                        for t in 0..N {
+                            let q = ab[t].add(4 + 64 * j + 4 * k);
+                            lo[t][k % 2] = _mm256_dpbusd_epi32(lo[t][k % 2], *wl, bcast4(q));
+                            hi[t][k % 2] =
+                                _mm256_dpbusd_epi32(hi[t][k % 2], *wh, bcast4(q.add(32)));
+                        }
+                    }
+                }
+                for t in 0..N {
+                    let l = _mm256_add_epi32(lo[t][0], lo[t][1]);
+                    let h = _mm256_add_epi32(hi[t][0], hi[t][1]);
+                    let s = _mm256_add_epi32(_mm256_mullo_epi32(l, sl), _mm256_mullo_epi32(h, sh));
+                    sumi[t] = _mm256_add_epi32(sumi[t], s);
+                }
             }
+            k45_finish(blk, &ab, &sumi, &mut acc);
         }
     }
     acc
