@@ -39,6 +39,7 @@ fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
         GgmlType::Q5_K if vnni => dot_q4_k_vnni::<true, N>,
         GgmlType::Q4_K => dot_q4_k::<false, N>,
         GgmlType::Q5_K => dot_q4_k::<true, N>,
+        GgmlType::Q6_K if vnni => dot_q6_k_vnni::<N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
         GgmlType::Q8_0 => dot_q8_0::<N>,
         GgmlType::Q4_1 => dot_q32::<false, true, N>,
@@ -506,7 +507,7 @@ unsafe fn dot_q6_k<const N: usize>(
     _z: *const u8,
     _zb: usize,
 ) -> [__m256; N] {
-    let (dup, pairs) = scale_masks();
+    let (dup, _) = scale_masks();
     let pf = software_prefetch();
     let mut acc = [_mm256_setzero_ps(); N];
     for b in 0..nb {
@@ -545,20 +546,97 @@ unsafe fn dot_q6_k<const N: usize>(
                     }
                 }
             }
-            let d = _mm256_cvtph_ps(load128(blk.add(q6_k::D)));
-            for t in 0..N {
-                // Zero point: 32 · Σ_j scale_j · (the activations' sum over sub-block j).
-                let mut summ = _mm256_setzero_si256();
-                for p in 0..8 {
-                    let s = load128(blk.add(q6_k::SC + 16 * p));
-                    let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pairs));
-                    let sums = bcast4(ab[t].add(260 + 4 * p));
-                    summ = _mm256_add_epi32(summ, _mm256_madd_epi16(s, sums));
-                }
-                let s = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(summ));
-                let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+            q6_k_finish(blk, &ab, &sumi, &mut acc);
+        }
+    }
+    acc
+}
+
+/// Adds a Q6_K group block's integer sums `sumi` (per token, scales applied) to `acc`: the
+/// zero point off through the activations' block sums, both factors applied.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `blk` is a whole group block and `ab[t]` the
+/// matching Q8_K block of token `t`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn q6_k_finish<const N: usize>(
+    blk: *const u8,
+    ab: &[*const u8; N],
+    sumi: &[__m256i; N],
+    acc: &mut [__m256; N],
+) {
+    let (_, pairs) = scale_masks();
+    // SAFETY: offsets inside the group block and the Q8_K blocks.
+    unsafe {
+        let d = _mm256_cvtph_ps(load128(blk.add(q6_k::D)));
+        for t in 0..N {
+            // Zero point: 32 · Σ_j scale_j · (the activations' sum over sub-block j).
+            let mut summ = _mm256_setzero_si256();
+            for p in 0..8 {
+                let s = load128(blk.add(q6_k::SC + 16 * p));
+                let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pairs));
+                let sums = bcast4(ab[t].add(260 + 4 * p));
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(s, sums));
             }
+            let s = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(summ));
+            let da = _mm256_set1_ps(ab[t].cast::<f32>().read_unaligned());
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+        }
+    }
+}
+
+/// [`dot_q6_k`] with AVX-512 VNNI: the four steps that share a sub-block's scale sum in i32
+/// with `vpdpbusd` and meet the scale with one `vpmulld`, where `maddubs`, `add` and a `madd`
+/// every two steps did.
+///
+/// # Safety
+/// As [`dot_q6_k`], and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn dot_q6_k_vnni<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    _z: *const u8,
+    _zb: usize,
+) -> [__m256; N] {
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group and of every token row.
+        unsafe {
+            let blk = g.add(b * q6_k::BLOCK);
+            prefetch_ahead(blk, q6_k::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for h in 0..2 {
+                for q in 0..2 {
+                    // Sub-blocks 8h + 2m + q, m < 4: their (signed) scales, an i32 per row.
+                    let sc: [__m256i; 4] = std::array::from_fn(|m| {
+                        let at = blk.add(q6_k::SC + 8 * (8 * h + 2 * m + q));
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(at.cast()))
+                    });
+                    let mut p = [[_mm256_setzero_si256(); 4]; N];
+                    for k in 4 * q..4 * q + 4 {
+                        let v = q6_k_step(blk, h, k);
+                        for t in 0..N {
+                            for m in 0..4 {
+                                let av = bcast4(ab[t].add(4 + 128 * h + 32 * m + 4 * k));
+                                p[t][m] = _mm256_dpbusd_epi32(p[t][m], v[m], av);
+                            }
+                        }
+                    }
+                    for t in 0..N {
+                        for m in 0..4 {
+                            let s = _mm256_mullo_epi32(p[t][m], sc[m]);
+                            sumi[t] = _mm256_add_epi32(sumi[t], s);
+                        }
+                    }
+                }
+            }
+            q6_k_finish(blk, &ab, &sumi, &mut acc);
         }
     }
     acc
