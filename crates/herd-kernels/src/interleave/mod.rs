@@ -27,6 +27,8 @@ pub mod q4_k;
 pub mod q6_k;
 pub mod q8_0;
 #[cfg(target_arch = "x86_64")]
+mod vnni;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
 /// Rows per group.

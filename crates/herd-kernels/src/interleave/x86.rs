@@ -14,16 +14,20 @@
 //!   activations with their signs, and each step widens at once (2·127·127 fills 16 bits).
 //! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and one of the fifth bits), the zero
 //!   point (8, 16) off through the activation block's sum, or the min on through Q8_1's `s`.
+//!
+//! Where the CPU has AVX-512 VNNI, the k-quant kernels of [`super::vnni`] take over; the
+//! 32-element ones stay these, as their decode waits on memory either way.
 
 use std::arch::x86_64::*;
 
 use super::GROUP;
 use super::q4_k::{D, DMIN, MN, SC};
+use super::vnni;
 use super::{q4_k, q6_k, q8_0, q32};
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 use crate::types::GgmlType;
 
-const Q8K: usize = 292;
+pub(super) const Q8K: usize = 292;
 
 /// A group kernel: lane `r` of result `t` is row `r` of the group (`nb` blocks at `g`) · token
 /// `t` (activation rows `arb` bytes apart at `a`, their block extras `zb` bytes apart at `z`,
@@ -35,11 +39,11 @@ type Kernel<const N: usize> =
 fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
     let vnni = crate::simd::x86::vnni();
     match dtype {
-        GgmlType::Q4_K if vnni => dot_q4_k_vnni::<false, N>,
-        GgmlType::Q5_K if vnni => dot_q4_k_vnni::<true, N>,
+        GgmlType::Q4_K if vnni => vnni::dot_q4_k::<false, N>,
+        GgmlType::Q5_K if vnni => vnni::dot_q4_k::<true, N>,
         GgmlType::Q4_K => dot_q4_k::<false, N>,
         GgmlType::Q5_K => dot_q4_k::<true, N>,
-        GgmlType::Q6_K if vnni => dot_q6_k_vnni::<N>,
+        GgmlType::Q6_K if vnni => vnni::dot_q6_k::<N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
         GgmlType::Q8_0 => dot_q8_0::<N>,
         GgmlType::Q4_1 => dot_q32::<false, true, N>,
@@ -162,7 +166,7 @@ unsafe fn dot_q4_k<const FIVE: bool, const N: usize>(
 /// matching Q8_K block of token `t`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn k45_finish<const N: usize>(
+pub(super) unsafe fn k45_finish<const N: usize>(
     blk: *const u8,
     ab: &[*const u8; N],
     sumi: &[__m256i; N],
@@ -201,62 +205,6 @@ unsafe fn k45_finish<const N: usize>(
             acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, da), acc[t]);
         }
     }
-}
-
-/// [`dot_q4_k`] with AVX-512 VNNI: `vpdpbusd` sums four quant pairs into i32 lanes where
-/// `maddubs` + `add` took two instructions, so a sub-block pair's sums need no 16-bit runs and
-/// meet their scales with one `vpmulld` each. Each sum alternates between two accumulators
-/// (even and odd steps) to keep `vpdpbusd`'s latency off the chain.
-///
-/// # Safety
-/// As [`dot_q4_k`], and the CPU must have AVX-512 F, VL and VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-#[inline]
-unsafe fn dot_q4_k_vnni<const FIVE: bool, const N: usize>(
-    g: *const u8,
-    nb: usize,
-    a: *const u8,
-    arb: usize,
-    _z: *const u8,
-    _zb: usize,
-) -> [__m256; N] {
-    let pf = software_prefetch();
-    let mut acc = [_mm256_setzero_ps(); N];
-    for b in 0..nb {
-        // SAFETY (whole body): block `b < nb` of the group and of every token row.
-        unsafe {
-            let blk = g.add(b * q4_k::block(FIVE));
-            prefetch_ahead(blk, q4_k::block(FIVE), pf);
-            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
-            let mut sumi = [_mm256_setzero_si256(); N];
-            for j in 0..4 {
-                // Scales of sub-blocks 2j and 2j + 1, one i32 per row lane.
-                let sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(SC + 16 * j).cast()));
-                let sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(SC + 16 * j + 8).cast()));
-                let mut lo = [[_mm256_setzero_si256(); 2]; N];
-                let mut hi = [[_mm256_setzero_si256(); 2]; N];
-                for w in 2 * j..2 * j + 2 {
-                    for (kk, (wl, wh)) in k45_steps::<FIVE>(blk, w).iter().enumerate() {
-                        let k = 4 * (w % 2) + kk;
-                        for t in 0..N {
-                            let q = ab[t].add(4 + 64 * j + 4 * k);
-                            lo[t][k % 2] = _mm256_dpbusd_epi32(lo[t][k % 2], *wl, bcast4(q));
-                            hi[t][k % 2] =
-                                _mm256_dpbusd_epi32(hi[t][k % 2], *wh, bcast4(q.add(32)));
-                        }
-                    }
-                }
-                for t in 0..N {
-                    let l = _mm256_add_epi32(lo[t][0], lo[t][1]);
-                    let h = _mm256_add_epi32(hi[t][0], hi[t][1]);
-                    let s = _mm256_add_epi32(_mm256_mullo_epi32(l, sl), _mm256_mullo_epi32(h, sh));
-                    sumi[t] = _mm256_add_epi32(sumi[t], s);
-                }
-            }
-            k45_finish(blk, &ab, &sumi, &mut acc);
-        }
-    }
-    acc
 }
 
 /// The quants of a Q4_0 (Q5_0 if `FIVE`) group block `blk`, step by step: the low and the
@@ -560,7 +508,7 @@ unsafe fn dot_q6_k<const N: usize>(
 /// matching Q8_K block of token `t`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn q6_k_finish<const N: usize>(
+pub(super) unsafe fn q6_k_finish<const N: usize>(
     blk: *const u8,
     ab: &[*const u8; N],
     sumi: &[__m256i; N],
@@ -584,62 +532,6 @@ unsafe fn q6_k_finish<const N: usize>(
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
         }
     }
-}
-
-/// [`dot_q6_k`] with AVX-512 VNNI: the four steps that share a sub-block's scale sum in i32
-/// with `vpdpbusd` and meet the scale with one `vpmulld`, where `maddubs`, `add` and a `madd`
-/// every two steps did.
-///
-/// # Safety
-/// As [`dot_q6_k`], and the CPU must have AVX-512 F, VL and VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-#[inline]
-unsafe fn dot_q6_k_vnni<const N: usize>(
-    g: *const u8,
-    nb: usize,
-    a: *const u8,
-    arb: usize,
-    _z: *const u8,
-    _zb: usize,
-) -> [__m256; N] {
-    let pf = software_prefetch();
-    let mut acc = [_mm256_setzero_ps(); N];
-    for b in 0..nb {
-        // SAFETY (whole body): block `b < nb` of the group and of every token row.
-        unsafe {
-            let blk = g.add(b * q6_k::BLOCK);
-            prefetch_ahead(blk, q6_k::BLOCK, pf);
-            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
-            let mut sumi = [_mm256_setzero_si256(); N];
-            for h in 0..2 {
-                for q in 0..2 {
-                    // Sub-blocks 8h + 2m + q, m < 4: their (signed) scales, an i32 per row.
-                    let sc: [__m256i; 4] = std::array::from_fn(|m| {
-                        let at = blk.add(q6_k::SC + 8 * (8 * h + 2 * m + q));
-                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(at.cast()))
-                    });
-                    let mut p = [[_mm256_setzero_si256(); 4]; N];
-                    for k in 4 * q..4 * q + 4 {
-                        let v = q6_k_step(blk, h, k);
-                        for t in 0..N {
-                            for m in 0..4 {
-                                let av = bcast4(ab[t].add(4 + 128 * h + 32 * m + 4 * k));
-                                p[t][m] = _mm256_dpbusd_epi32(p[t][m], v[m], av);
-                            }
-                        }
-                    }
-                    for t in 0..N {
-                        for m in 0..4 {
-                            let s = _mm256_mullo_epi32(p[t][m], sc[m]);
-                            sumi[t] = _mm256_add_epi32(sumi[t], s);
-                        }
-                    }
-                }
-            }
-            q6_k_finish(blk, &ab, &sumi, &mut acc);
-        }
-    }
-    acc
 }
 
 /// Lane `r` of result `t`: row `r` of the Q8_0 group · token `t`.

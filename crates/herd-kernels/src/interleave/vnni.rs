@@ -1,0 +1,124 @@
+//! The grouped decode kernels with AVX-512 VNNI, where the CPU has it (`simd::x86::vnni`):
+//! `vpdpbusd` multiplies and sums four quant pairs into i32 lanes in one instruction where
+//! AVX2 takes `maddubs` and an `add`, and i32 sums need no widening every few steps. They read
+//! the same layouts as the AVX2 kernels in [`super::x86`], share their step decoding and their
+//! block tails, and give the same products.
+
+use std::arch::x86_64::*;
+
+use super::x86::{Q8K, k45_finish, k45_steps, q6_k_finish, q6_k_step};
+use super::{q4_k, q6_k};
+use crate::simd::x86::{bcast4, prefetch_ahead, software_prefetch};
+
+/// [`x86::dot_q4_k`](super::x86) with AVX-512 VNNI: `vpdpbusd` sums four quant pairs into i32 lanes where
+/// `maddubs` + `add` took two instructions, so a sub-block pair's sums need no 16-bit runs and
+/// meet their scales with one `vpmulld` each. Each sum alternates between two accumulators
+/// (even and odd steps) to keep `vpdpbusd`'s latency off the chain.
+///
+/// # Safety
+/// As `x86::dot_q4_k`, and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+pub(super) unsafe fn dot_q4_k<const FIVE: bool, const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    _z: *const u8,
+    _zb: usize,
+) -> [__m256; N] {
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group and of every token row.
+        unsafe {
+            let blk = g.add(b * q4_k::block(FIVE));
+            prefetch_ahead(blk, q4_k::block(FIVE), pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for j in 0..4 {
+                // Scales of sub-blocks 2j and 2j + 1, one i32 per row lane.
+                let sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(q4_k::SC + 16 * j).cast()));
+                let sh =
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(blk.add(q4_k::SC + 16 * j + 8).cast()));
+                let mut lo = [[_mm256_setzero_si256(); 2]; N];
+                let mut hi = [[_mm256_setzero_si256(); 2]; N];
+                for w in 2 * j..2 * j + 2 {
+                    for (kk, (wl, wh)) in k45_steps::<FIVE>(blk, w).iter().enumerate() {
+                        let k = 4 * (w % 2) + kk;
+                        for t in 0..N {
+                            let q = ab[t].add(4 + 64 * j + 4 * k);
+                            lo[t][k % 2] = _mm256_dpbusd_epi32(lo[t][k % 2], *wl, bcast4(q));
+                            hi[t][k % 2] =
+                                _mm256_dpbusd_epi32(hi[t][k % 2], *wh, bcast4(q.add(32)));
+                        }
+                    }
+                }
+                for t in 0..N {
+                    let l = _mm256_add_epi32(lo[t][0], lo[t][1]);
+                    let h = _mm256_add_epi32(hi[t][0], hi[t][1]);
+                    let s = _mm256_add_epi32(_mm256_mullo_epi32(l, sl), _mm256_mullo_epi32(h, sh));
+                    sumi[t] = _mm256_add_epi32(sumi[t], s);
+                }
+            }
+            k45_finish(blk, &ab, &sumi, &mut acc);
+        }
+    }
+    acc
+}
+
+/// [`x86::dot_q6_k`](super::x86) with AVX-512 VNNI: the four steps that share a sub-block's scale sum in i32
+/// with `vpdpbusd` and meet the scale with one `vpmulld`, where `maddubs`, `add` and a `madd`
+/// every two steps did.
+///
+/// # Safety
+/// As `x86::dot_q6_k`, and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+pub(super) unsafe fn dot_q6_k<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    _z: *const u8,
+    _zb: usize,
+) -> [__m256; N] {
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group and of every token row.
+        unsafe {
+            let blk = g.add(b * q6_k::BLOCK);
+            prefetch_ahead(blk, q6_k::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + b * Q8K));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for h in 0..2 {
+                for q in 0..2 {
+                    // Sub-blocks 8h + 2m + q, m < 4: their (signed) scales, an i32 per row.
+                    let sc: [__m256i; 4] = std::array::from_fn(|m| {
+                        let at = blk.add(q6_k::SC + 8 * (8 * h + 2 * m + q));
+                        _mm256_cvtepi8_epi32(_mm_loadl_epi64(at.cast()))
+                    });
+                    let mut p = [[_mm256_setzero_si256(); 4]; N];
+                    for k in 4 * q..4 * q + 4 {
+                        let v = q6_k_step(blk, h, k);
+                        for t in 0..N {
+                            for m in 0..4 {
+                                let av = bcast4(ab[t].add(4 + 128 * h + 32 * m + 4 * k));
+                                p[t][m] = _mm256_dpbusd_epi32(p[t][m], v[m], av);
+                            }
+                        }
+                    }
+                    for t in 0..N {
+                        for m in 0..4 {
+                            let s = _mm256_mullo_epi32(p[t][m], sc[m]);
+                            sumi[t] = _mm256_add_epi32(sumi[t], s);
+                        }
+                    }
+                }
+            }
+            q6_k_finish(blk, &ab, &sumi, &mut acc);
+        }
+    }
+    acc
+}
