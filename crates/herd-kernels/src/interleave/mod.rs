@@ -181,6 +181,8 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
         "grouped {} activations prepared without block sums",
         w.dtype
     );
+    #[cfg(target_arch = "x86_64")]
+    let vnni = crate::simd::x86::vnni();
     let groups = rows / GROUP;
     let out = SharedMut(y.as_mut_ptr());
     let per = (groups / (8 * pool.n_threads())).clamp(2, 32);
@@ -194,8 +196,8 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                 let mut res = [[0f32; GROUP]; TOKENS];
                 match x.isa {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `g`
-                    // is a whole group and `a` holds `m` activation rows of `rb` bytes for it
+                    // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C, and
+                    // `vnni()` only on CPUs with AVX-512 F, VL and VNNI; `g` is a whole group and `a` holds `m` activation rows of `rb` bytes for it
                     // (Q8_K for the k-quants; Q8_0/Q8_1 for the others, with `m` rows of extras
                     // of `zb` bytes, checked above).
                     Isa::Avx2 => unsafe {
@@ -204,7 +206,7 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
                         } else {
                             &x.aux[t0 * zb..(t0 + m) * zb]
                         };
-                        x86::dot_group(w.dtype, g, a, rb, z, zb, m, &mut res)
+                        x86::dot_group(w.dtype, vnni, g, a, rb, z, zb, m, &mut res)
                     },
                     _ => {
                         for (j, r) in res.iter_mut().take(m).enumerate() {

@@ -6,16 +6,14 @@ use super::*;
 use crate::matmul::matmul_with;
 use crate::simd::tests::{random_floats, weight_row};
 
-const TYPES: [GgmlType; 8] = [
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-];
+/// Every type that groups (eight of them: `only_whole_groups_…` pins `supports` down).
+fn types() -> impl Iterator<Item = GgmlType> {
+    let types = GgmlType::ALL
+        .into_iter()
+        .filter(|&t| supports(t, GROUP, QK_K));
+    assert_eq!(types.clone().count(), 8);
+    types
+}
 
 fn matrix(t: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     (0..rows)
@@ -32,7 +30,7 @@ fn grouped(pool: &ThreadPool, t: GgmlType, src: &[u8], rows: usize, cols: usize)
 #[test]
 fn grouping_is_lossless() {
     let pool = ThreadPool::new(2);
-    for t in TYPES {
+    for t in types() {
         let (rows, cols) = (24, 3 * block_len(t));
         let src = matrix(t, rows, cols, 5);
         let g = grouped(&pool, t, &src, rows, cols);
@@ -84,7 +82,7 @@ fn grouped_products_match_the_row_kernels() {
 }
 
 fn grouped_products_match(vnni_off: bool) {
-    for t in TYPES {
+    for t in types() {
         let bl = block_len(t);
         for (rows, cols) in [(8, bl), (32, 4 * bl), (72, 2 * bl), (16, 7 * bl)] {
             let src = matrix(t, rows, cols, rows as u64 + cols as u64);

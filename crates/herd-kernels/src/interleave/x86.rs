@@ -35,9 +35,8 @@ pub(super) const Q8K: usize = 292;
 type Kernel<const N: usize> =
     unsafe fn(*const u8, usize, *const u8, usize, *const u8, usize) -> [__m256; N];
 
-/// The kernel for grouped `dtype` and `N` tokens.
-fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
-    let vnni = crate::simd::x86::vnni();
+/// The kernel for grouped `dtype` and `N` tokens; the VNNI ones for the k-quants if `vnni`.
+fn kernel<const N: usize>(dtype: GgmlType, vnni: bool) -> Kernel<N> {
     match dtype {
         GgmlType::Q4_K if vnni => vnni::dot_q4_k::<false, N>,
         GgmlType::Q5_K if vnni => vnni::dot_q4_k::<true, N>,
@@ -53,16 +52,19 @@ fn kernel<const N: usize>(dtype: GgmlType) -> Kernel<N> {
     }
 }
 
-/// Row `r` of group `g` (of grouped `dtype`) · each of `m` (1..=4) tokens, into `out[t][r]`.
+/// Row `r` of group `g` (of grouped `dtype`) · each of `m` (1..=4) tokens, into `out[t][r]`,
+/// with the VNNI kernels if `vnni` (the caller reads [`crate::simd::x86::vnni`] once per
+/// product, not per group).
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C; `g` is a whole group of `dtype`; `a` holds `m`
+/// The CPU must have AVX2, FMA and F16C, and AVX-512 F, VL and VNNI if `vnni`; `g` is a whole group of `dtype`; `a` holds `m`
 /// activation rows of `arb` bytes in its `vec_dot_type`, each as many blocks as `g`; for the
 /// 32-element types `z` holds their block extras (`gemm::AuxKind::Blocks`), `zb` bytes a row.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_group(
     dtype: GgmlType,
+    vnni: bool,
     g: &[u8],
     a: &[u8],
     arb: usize,
@@ -83,10 +85,10 @@ pub(crate) unsafe fn dot_group(
     // SAFETY: forwarded to the caller.
     unsafe {
         match m {
-            1 => store(out, &kernel::<1>(dtype)(g, nb, a, arb, z, zb)),
-            2 => store(out, &kernel::<2>(dtype)(g, nb, a, arb, z, zb)),
-            3 => store(out, &kernel::<3>(dtype)(g, nb, a, arb, z, zb)),
-            _ => store(out, &kernel::<4>(dtype)(g, nb, a, arb, z, zb)),
+            1 => store(out, &kernel::<1>(dtype, vnni)(g, nb, a, arb, z, zb)),
+            2 => store(out, &kernel::<2>(dtype, vnni)(g, nb, a, arb, z, zb)),
+            3 => store(out, &kernel::<3>(dtype, vnni)(g, nb, a, arb, z, zb)),
+            _ => store(out, &kernel::<4>(dtype, vnni)(g, nb, a, arb, z, zb)),
         }
     }
 }

@@ -113,18 +113,7 @@ fn matmul_edges_and_thread_counts() {
 fn quantised_tiles_match_with_and_without_vnni() {
     for off in [true, false] {
         crate::simd::x86::set_vnni_off(off);
-        for t in [
-            GgmlType::Q2_K,
-            GgmlType::Q3_K,
-            GgmlType::Q4_K,
-            GgmlType::Q5_K,
-            GgmlType::Q6_K,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-        ] {
+        for t in weight_types().filter(|t| t.is_quantized()) {
             for n in [9, 16, 23, 40] {
                 check(t, 19, 2 * t.block_size().max(256), n, 2);
             }
