@@ -21,6 +21,10 @@
 //! For tuning on a busy machine: `--cpu` (single-threaded rows timed by the thread's CPU time,
 //! so time spent descheduled does not count) and `--min` (fastest repeat, not the median).
 //!
+//! The engine holds its matrices on huge pages (`herd_model::tensor::place_matrices`); to time
+//! the set that way too, run with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35 or later
+//! then asks for huge pages under its large allocations).
+//!
 //! Qwen2.5-0.5B's width (896) is not a multiple of 256, so it has no Q4_K/Q6_K rows (llama.cpp
 //! stores those tensors as Q5_0 / Q8_0 in its "Q4_K_M" files).
 

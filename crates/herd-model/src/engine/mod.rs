@@ -160,20 +160,18 @@ pub struct Engine {
     lora: Vec<LayerLora>,
 }
 
-/// Puts the matrices that decode faster grouped (`herd_kernels::interleave`) in that
-/// layout, once, at load; prefill reads the same copy. The output projection is grouped even
-/// when it is tied to the embeddings: the lookup keeps its own rows view of the file, of
-/// which it touches only the tokens' rows.
-fn group_matrices(t: &mut ModelTensors, pool: &ThreadPool) {
-    let regroup = |w: &mut StoredTensor| {
-        if let Some(g) = w.grouped(pool) {
-            *w = g;
-        }
-    };
+/// Puts the matrices decode streams in one huge-page map, in the order decode reads them
+/// (`tensor::place_matrices`), those that decode faster grouped (`herd_kernels::interleave`)
+/// in that layout; prefill reads the same copy. The output projection is placed even when it
+/// is tied to the embeddings: the lookup keeps its own rows view of the file, of which it
+/// touches only the tokens' rows.
+fn place_matrices(t: &mut ModelTensors, pool: &ThreadPool) {
+    let mut all: Vec<&mut StoredTensor> = Vec::new();
     for l in &mut t.layers {
-        l.matrices_mut().into_iter().for_each(regroup);
+        all.extend(l.matrices_mut());
     }
-    regroup(&mut t.lm_head);
+    all.push(&mut t.lm_head);
+    crate::tensor::place_matrices(all, pool);
 }
 
 /// Raw pointers shared with pool threads; each thread touches a disjoint part.
@@ -253,7 +251,7 @@ impl Engine {
         let pool = ThreadPool::new(threads);
         let mut t = t;
         if group {
-            group_matrices(&mut t, &pool);
+            place_matrices(&mut t, &pool);
         }
         Ok(Engine {
             spec,
