@@ -6,9 +6,9 @@
 
 use std::arch::x86_64::*;
 
-use super::x86::{Q8K, k45_finish, k45_steps, q6_k_finish, q6_k_step};
-use super::{q4_k, q6_k};
-use crate::simd::x86::{bcast4, prefetch_ahead, software_prefetch};
+use super::x86::{Q8K, k45_finish, k45_steps, q6_k_finish, q6_k_step, q32_finish, q32_steps};
+use super::{q4_k, q6_k, q8_0, q32};
+use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 
 /// [`x86::dot_q4_k`](super::x86) with AVX-512 VNNI: `vpdpbusd` sums four quant pairs into i32 lanes where
 /// `maddubs` + `add` took two instructions, so a sub-block pair's sums need no 16-bit runs and
@@ -118,6 +118,101 @@ pub(super) unsafe fn dot_q6_k<const N: usize>(
                 }
             }
             q6_k_finish(blk, &ab, &sumi, &mut acc);
+        }
+    }
+    acc
+}
+
+/// [`x86::dot_q32`](super::x86) with AVX-512 VNNI: each step's low and high halves go
+/// straight into i32 sums with `vpdpbusd`, where `maddubs`, `add` and a closing `madd` did.
+///
+/// # Safety
+/// As `x86::dot_q32`, and the CPU must have AVX-512 F, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+pub(super) unsafe fn dot_q32<const FIVE: bool, const MIN: bool, const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    z: *const u8,
+    zb: usize,
+) -> [__m256; N] {
+    let (ab, aq) = q32::act_block(MIN);
+    let gb = q32::block(FIVE, MIN);
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
+        // extras.
+        unsafe {
+            let blk = g.add(b * gb);
+            prefetch_ahead(blk, gb, pf);
+            let at: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + ab * b + aq));
+            let mut lo = [_mm256_setzero_si256(); N];
+            let mut hi = [_mm256_setzero_si256(); N];
+            for (k, (wl, wh)) in q32_steps::<FIVE>(blk).iter().enumerate() {
+                for t in 0..N {
+                    let q = at[t].add(4 * k);
+                    lo[t] = _mm256_dpbusd_epi32(lo[t], *wl, bcast4(q));
+                    hi[t] = _mm256_dpbusd_epi32(hi[t], *wh, bcast4(q.add(16)));
+                }
+            }
+            let s: [__m256i; N] = std::array::from_fn(|t| _mm256_add_epi32(lo[t], hi[t]));
+            q32_finish::<FIVE, MIN, N>(blk, &s, z.add(8 * b), zb, &mut acc);
+        }
+    }
+    acc
+}
+
+/// [`x86::dot_q8_0`](super::x86) with AVX-512 VNNI. `vpdpbusd` wants one side unsigned, so
+/// the signed weights go in offset by 128 (`w ^ 0x80`): Σ (w + 128)·a = Σ w·a + 128·Σa, and the
+/// activation block's sum from the extras takes the excess off. One instruction per step and
+/// token where AVX2 took two sign fixes, `maddubs`, `madd` and an `add`.
+///
+/// # Safety
+/// As `x86::dot_q8_0`, and the CPU must have AVX-512 F, VL and VNNI; the extras hold each
+/// block's sum (`gemm::AuxKind::Blocks`) as well as its scale.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[inline]
+pub(super) unsafe fn dot_q8_0<const N: usize>(
+    g: *const u8,
+    nb: usize,
+    a: *const u8,
+    arb: usize,
+    z: *const u8,
+    zb: usize,
+) -> [__m256; N] {
+    let flip = _mm256_set1_epi8(-128);
+    let pf = software_prefetch();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for b in 0..nb {
+        // SAFETY (whole body): block `b < nb` of the group, of every token row and of its
+        // extras.
+        unsafe {
+            let blk = g.add(b * q8_0::BLOCK);
+            prefetch_ahead(blk, q8_0::BLOCK, pf);
+            let ab: [*const u8; N] = std::array::from_fn(|t| a.add(t * arb + 34 * b + 2));
+            let mut isum = [[_mm256_setzero_si256(); 2]; N];
+            for s in 0..8 {
+                let w = _mm256_xor_si256(load256(blk.add(q8_0::QS + 32 * s)), flip);
+                for t in 0..N {
+                    // Two chains, even and odd steps, to keep `vpdpbusd`'s latency off them.
+                    let p = &mut isum[t][s % 2];
+                    *p = _mm256_dpbusd_epi32(*p, w, bcast4(ab[t].add(4 * s)));
+                }
+            }
+            let d = _mm256_cvtph_ps(load128(blk.add(q8_0::D)));
+            for t in 0..N {
+                let zt = z.add(t * zb + 8 * b);
+                let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
+                let excess = zt.add(4).cast::<i32>().read_unaligned() << 7;
+                let s = _mm256_sub_epi32(
+                    _mm256_add_epi32(isum[t][0], isum[t][1]),
+                    _mm256_set1_epi32(excess),
+                );
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+            }
         }
     }
     acc

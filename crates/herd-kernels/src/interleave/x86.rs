@@ -15,8 +15,7 @@
 //! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and one of the fifth bits), the zero
 //!   point (8, 16) off through the activation block's sum, or the min on through Q8_1's `s`.
 //!
-//! Where the CPU has AVX-512 VNNI, the k-quant kernels of [`super::vnni`] take over; the
-//! 32-element ones stay these, as their decode waits on memory either way.
+//! Where the CPU has AVX-512 VNNI, the kernels of [`super::vnni`] take over.
 
 use std::arch::x86_64::*;
 
@@ -35,7 +34,7 @@ pub(super) const Q8K: usize = 292;
 type Kernel<const N: usize> =
     unsafe fn(*const u8, usize, *const u8, usize, *const u8, usize) -> [__m256; N];
 
-/// The kernel for grouped `dtype` and `N` tokens; the VNNI ones for the k-quants if `vnni`.
+/// The kernel for grouped `dtype` and `N` tokens; the VNNI ones if `vnni`.
 fn kernel<const N: usize>(dtype: GgmlType, vnni: bool) -> Kernel<N> {
     match dtype {
         GgmlType::Q4_K if vnni => vnni::dot_q4_k::<false, N>,
@@ -44,10 +43,15 @@ fn kernel<const N: usize>(dtype: GgmlType, vnni: bool) -> Kernel<N> {
         GgmlType::Q5_K => dot_q4_k::<true, N>,
         GgmlType::Q6_K if vnni => vnni::dot_q6_k::<N>,
         GgmlType::Q6_K => dot_q6_k::<N>,
+        GgmlType::Q8_0 if vnni => vnni::dot_q8_0::<N>,
         GgmlType::Q8_0 => dot_q8_0::<N>,
+        GgmlType::Q4_1 if vnni => vnni::dot_q32::<false, true, N>,
         GgmlType::Q4_1 => dot_q32::<false, true, N>,
+        GgmlType::Q5_0 if vnni => vnni::dot_q32::<true, false, N>,
         GgmlType::Q5_0 => dot_q32::<true, false, N>,
+        GgmlType::Q5_1 if vnni => vnni::dot_q32::<true, true, N>,
         GgmlType::Q5_1 => dot_q32::<true, true, N>,
+        _ if vnni => vnni::dot_q32::<false, false, N>,
         _ => dot_q32::<false, false, N>,
     }
 }
@@ -337,7 +341,6 @@ unsafe fn dot_q32<const FIVE: bool, const MIN: bool, const N: usize>(
     zb: usize,
 ) -> [__m256; N] {
     let ones = _mm256_set1_epi16(1);
-    let zero_shift = if FIVE { 4 } else { 3 };
     let (ab, aq) = q32::act_block(MIN);
     let gb = q32::block(FIVE, MIN);
     let pf = software_prefetch();
@@ -359,15 +362,8 @@ unsafe fn dot_q32<const FIVE: bool, const MIN: bool, const N: usize>(
                     phi[t] = _mm256_add_epi16(phi[t], _mm256_maddubs_epi16(*wh, bcast4(q.add(16))));
                 }
             }
-            let d = _mm256_cvtph_ps(load128(blk.add(q32::d_at(FIVE))));
-            let m = if MIN {
-                _mm256_cvtph_ps(load128(blk.add(q32::m_at(FIVE))))
-            } else {
-                _mm256_setzero_ps()
-            };
-            for t in 0..N {
-                let zt = z.add(t * zb + 8 * b);
-                let s = if FIVE {
+            let s: [__m256i; N] = std::array::from_fn(|t| {
+                if FIVE {
                     _mm256_add_epi32(
                         _mm256_madd_epi16(plo[t], ones),
                         _mm256_madd_epi16(phi[t], ones),
@@ -375,22 +371,54 @@ unsafe fn dot_q32<const FIVE: bool, const MIN: bool, const N: usize>(
                 } else {
                     // 8 steps of 4-bit products fit 16 bits.
                     _mm256_madd_epi16(_mm256_add_epi16(plo[t], phi[t]), ones)
-                };
-                let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
-                if MIN {
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
-                    let sa = _mm256_set1_ps(zt.add(4).cast::<f32>().read_unaligned());
-                    acc[t] = _mm256_fmadd_ps(m, sa, acc[t]);
-                } else {
-                    // Σ (q - zero)·a = Σ q·a - zero·Σa.
-                    let sumz = zt.add(4).cast::<i32>().read_unaligned() << zero_shift;
-                    let s = _mm256_sub_epi32(s, _mm256_set1_epi32(sumz));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
                 }
-            }
+            });
+            q32_finish::<FIVE, MIN, N>(blk, &s, z.add(8 * b), zb, &mut acc);
         }
     }
     acc
+}
+
+/// Adds a Q4_0/Q4_1/Q5_0/Q5_1 group block's products to `acc`: `s[t]` holds Σ q·a over the
+/// block for token `t` (the quants as stored, unsigned), one row per lane; the zero point
+/// comes off (or the min goes on) through the token's extras at `z` (`zb` bytes a token).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `blk` is a whole group block of the type and `z`
+/// this block's extras of the first token (as [`dot_q32`] describes them).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn q32_finish<const FIVE: bool, const MIN: bool, const N: usize>(
+    blk: *const u8,
+    s: &[__m256i; N],
+    z: *const u8,
+    zb: usize,
+    acc: &mut [__m256; N],
+) {
+    let zero_shift = if FIVE { 4 } else { 3 };
+    // SAFETY (whole body): the block's scales (and mins), and every token's extras.
+    unsafe {
+        let d = _mm256_cvtph_ps(load128(blk.add(q32::d_at(FIVE))));
+        let m = if MIN {
+            _mm256_cvtph_ps(load128(blk.add(q32::m_at(FIVE))))
+        } else {
+            _mm256_setzero_ps()
+        };
+        for t in 0..N {
+            let zt = z.add(t * zb);
+            let da = _mm256_set1_ps(zt.cast::<f32>().read_unaligned());
+            if MIN {
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]), _mm256_mul_ps(d, da), acc[t]);
+                let sa = _mm256_set1_ps(zt.add(4).cast::<f32>().read_unaligned());
+                acc[t] = _mm256_fmadd_ps(m, sa, acc[t]);
+            } else {
+                // Σ (q - zero)·a = Σ q·a - zero·Σa.
+                let sumz = zt.add(4).cast::<i32>().read_unaligned() << zero_shift;
+                let s = _mm256_sub_epi32(s[t], _mm256_set1_epi32(sumz));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, da), acc[t]);
+            }
+        }
+    }
 }
 
 /// The quants (0..64) of step `(h, k)` of a Q6_K group block: elements
