@@ -10,7 +10,7 @@ use memmap2::Mmap;
 #[derive(Clone)]
 enum Storage {
     /// A range of a memory map: of the model file (nothing is read until the bytes are
-    /// touched), or an anonymous one holding grouped copies ([`place_matrices`]).
+    /// touched), or an anonymous one holding the engine's copies ([`place_matrices`]).
     Mapped {
         map: Arc<Mmap>,
         start: usize,
@@ -153,13 +153,13 @@ impl StoredTensor {
     }
 }
 
-/// Huge page size the grouped copies are aligned to (x86-64 and aarch64 with 4 KiB pages).
+/// Huge page size the placed copies start on (x86-64, and aarch64 with 4 KiB pages).
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Places the matrices decode streams, `tensors`, in one anonymous map built across `pool`:
 /// those the CPU's kernels decode faster grouped (`herd_kernels::interleave`) in that layout,
-/// the other 2-D ones mapped from the file as they are (ggml's rows). Returns how many it grouped. Where no map can
-/// be had, all stay as they are (mapped from the file).
+/// the other 2-D ones that are mapped from the file as they are (ggml's rows). Returns how
+/// many it grouped. Where no map can be had, all stay as they were.
 ///
 /// The copies follow each other in the order given (the order decode reads them, so one
 /// matrix's stream runs into the next), starting on a huge-page boundary, and the map asks to
