@@ -25,7 +25,7 @@ pub mod vec;
 
 pub use dequant::dequantize_row;
 pub use interleave::Layout;
-pub use matmul::{WeightRef, matmul};
+pub use matmul::{SharedMut, WeightRef, matmul};
 pub use pool::ThreadPool;
 pub use quantize::quantize_row;
 pub use simd::Isa;

@@ -58,8 +58,14 @@ impl<'a> WeightRef<'a> {
 }
 
 /// A raw pointer that worker threads may share; each writes a disjoint part.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+pub struct SharedMut<T>(pub *mut T);
+// By hand: a derive would ask `T: Copy`, and the pointer copies whatever it points at.
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
 // SAFETY: users write disjoint elements from different threads and join before reading.
 unsafe impl<T> Send for SharedMut<T> {}
 // SAFETY: as above.
@@ -68,7 +74,7 @@ unsafe impl<T> Sync for SharedMut<T> {}
 impl<T> SharedMut<T> {
     /// The element `i` places on. A method (not `.0`) so that closures capture the whole
     /// wrapper, which is `Sync`, rather than the raw pointer field, which is not.
-    pub(crate) fn at(self, i: usize) -> *mut T {
+    pub fn at(self, i: usize) -> *mut T {
         self.0.wrapping_add(i)
     }
 }

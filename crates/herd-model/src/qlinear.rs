@@ -115,16 +115,7 @@ impl CustomOp1 for QMatMulT {
         let dims = layout.shape().dims();
         let n = gy.len() / w.rows.max(1);
         let mut gx = vec![0f32; n * w.cols];
-        #[derive(Clone, Copy)]
-        struct Out(*mut f32);
-        unsafe impl Send for Out {}
-        unsafe impl Sync for Out {}
-        impl Out {
-            fn at(self, i: usize) -> *mut f32 {
-                self.0.wrapping_add(i)
-            }
-        }
-        let out = Out(gx.as_mut_ptr());
+        let out = herd_kernels::SharedMut(gx.as_mut_ptr());
         let pool = pool().lock().unwrap_or_else(|e| e.into_inner());
         pool.run(|ith, nth| {
             let tokens = chunk(n, ith, nth);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herd_kernels::{GgmlType, Layout, ThreadPool, WeightRef, interleave};
+use herd_kernels::{GgmlType, Layout, SharedMut, ThreadPool, WeightRef, interleave};
 use memmap2::Mmap;
 
 /// Where a tensor's bytes live.
@@ -158,8 +158,8 @@ const HUGE_PAGE: usize = 2 << 20;
 
 /// Places the matrices decode streams, `tensors`, in one anonymous map built across `pool`:
 /// those the CPU's kernels decode faster grouped (`herd_kernels::interleave`) in that layout,
-/// the other 2-D ones that are mapped from the file as they are (ggml's rows). Returns how
-/// many it grouped. Where no map can be had, all stay as they were.
+/// the other 2-D ones that are mapped from the file as they are (ggml's rows). Where no map
+/// can be had, all stay as they were.
 ///
 /// The copies follow each other in the order given (the order decode reads them, so one
 /// matrix's stream runs into the next), starting on a huge-page boundary, and the map asks to
@@ -170,7 +170,7 @@ const HUGE_PAGE: usize = 2 << 20;
 /// a 6.5 MB TinyLlama FFN matrix, none in a 2.4 MB attention one), and padding each to whole
 /// huge pages would cost up to 2 MiB of memory per matrix. The file's pages under each copy are
 /// handed back to the kernel once it is made, so the weights are resident once.
-pub fn place_matrices(tensors: Vec<&mut StoredTensor>, pool: &ThreadPool) -> usize {
+pub fn place_matrices(tensors: Vec<&mut StoredTensor>, pool: &ThreadPool) {
     let group = interleave::wanted(herd_kernels::simd::isa());
     // (tensor, grouped, offset in the map, bytes)
     let mut todo: Vec<(&mut StoredTensor, bool, usize, usize)> = Vec::new();
@@ -196,11 +196,11 @@ pub fn place_matrices(tensors: Vec<&mut StoredTensor>, pool: &ThreadPool) -> usi
         total += len.next_multiple_of(4096);
     }
     if todo.is_empty() {
-        return 0;
+        return;
     }
     // One huge page more than needed, to start the copies on a boundary inside it.
     let Ok(mut map) = memmap2::MmapMut::map_anon(total + HUGE_PAGE) else {
-        return 0;
+        return;
     };
     #[cfg(target_os = "linux")]
     let _ = map.advise(memmap2::Advice::HugePage);
@@ -225,7 +225,7 @@ pub fn place_matrices(tensors: Vec<&mut StoredTensor>, pool: &ThreadPool) -> usi
         }
     }
     let Ok(map) = map.make_read_only() else {
-        return 0;
+        return;
     };
     let map = Arc::new(map);
     for (t, grouped, at, len) in todo.iter_mut() {
@@ -238,22 +238,18 @@ pub fn place_matrices(tensors: Vec<&mut StoredTensor>, pool: &ThreadPool) -> usi
             len: *len,
         };
     }
-    todo.iter().filter(|t| t.1).count()
 }
 
 /// `dst.copy_from_slice(src)` in 1 MiB pieces across `pool`: reading the file's pages and
 /// faulting in (zeroing) the new ones is the cost, and it splits.
 fn copy(pool: &ThreadPool, src: &[u8], dst: &mut [u8]) {
     const PIECE: usize = 1 << 20;
-    struct Out(*mut u8);
-    // SAFETY: each piece is written by one thread only, and `dst` outlives the run.
-    unsafe impl Sync for Out {}
-    let out = &Out(dst.as_mut_ptr());
+    let out = SharedMut(dst.as_mut_ptr());
     let n = src.len().min(dst.len());
     pool.run_dynamic(n.div_ceil(PIECE), |i| {
         let r = i * PIECE..n.min((i + 1) * PIECE);
         // SAFETY: piece `i` of `dst` is this call's alone and lies inside it.
-        let d = unsafe { std::slice::from_raw_parts_mut(out.0.add(r.start), r.len()) };
+        let d = unsafe { std::slice::from_raw_parts_mut(out.at(r.start), r.len()) };
         d.copy_from_slice(&src[r]);
     });
 }
@@ -314,9 +310,10 @@ mod tests {
         let pool = ThreadPool::new(2);
         let mut all: Vec<&mut StoredTensor> = ts.iter_mut().collect();
         all.push(&mut owned_after);
-        let grouped = place_matrices(all, &pool);
+        place_matrices(all, &pool);
 
         let group = interleave::wanted(herd_kernels::simd::isa());
+        let grouped = ts.iter().filter(|t| t.layout == Layout::Grouped).count();
         assert_eq!(grouped, if group { 2 } else { 0 });
         let mut next = None;
         for (t, (dtype, rows, cols, bytes)) in ts.iter().zip(&parts) {

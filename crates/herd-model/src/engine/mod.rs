@@ -11,7 +11,7 @@ mod ops;
 
 pub use lora::{LayerLora, LoraPair};
 
-use herd_kernels::matmul::{WeightRef, matmul};
+use herd_kernels::matmul::{SharedMut, WeightRef, matmul};
 use herd_kernels::pool::{ThreadPool, chunk};
 
 use crate::error::{Error, Result};
@@ -173,17 +173,6 @@ fn place_matrices(t: &mut ModelTensors, pool: &ThreadPool) {
     all.push(&mut t.lm_head);
     crate::tensor::place_matrices(all, pool);
 }
-
-/// Raw pointers shared with pool threads; each thread touches a disjoint part.
-struct Ptr<T>(*mut T);
-impl<T> Clone for Ptr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Ptr<T> {}
-unsafe impl<T> Send for Ptr<T> {}
-unsafe impl<T> Sync for Ptr<T> {}
 
 impl Engine {
     /// An engine over `model`'s weights with `threads` threads.
@@ -724,13 +713,13 @@ fn attention(
         let softcap = spec.attn_softcap;
         let rows = &b.rows;
         let q = &b.q;
-        let attn = Ptr(b.attn.as_mut_ptr());
-        let scores = Ptr(b.scores.as_mut_ptr());
+        let attn = SharedMut(b.attn.as_mut_ptr());
+        let scores = SharedMut(b.scores.as_mut_ptr());
         let tiles = &b.tiles;
         pool.run(|ith, nth| {
             let (scores, attn) = (scores, attn);
             // SAFETY: each thread uses only its own score buffer.
-            let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.0.add(ith) };
+            let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.at(ith) };
             for item in chunk(tiles.len() * nh, ith, nth) {
                 let ((r0, count), head) = (tiles[item / nh], item % nh);
                 let (si, _) = rows[r0];
@@ -768,10 +757,7 @@ fn attention(
                     for l in 0..count {
                         // SAFETY: (row, head) pairs are disjoint between threads.
                         let o = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                attn.0.add((r0 + l) * qd + head * hd),
-                                hd,
-                            )
+                            std::slice::from_raw_parts_mut(attn.at((r0 + l) * qd + head * hd), hd)
                         };
                         for (d, x) in o.iter_mut().enumerate() {
                             *x = out[d * 8 + l];
@@ -793,7 +779,7 @@ fn attention(
                 ops::softmax(sc);
                 // SAFETY: (row, head) pairs are disjoint between threads.
                 let out =
-                    unsafe { std::slice::from_raw_parts_mut(attn.0.add(r * qd + head * hd), hd) };
+                    unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + head * hd), hd) };
                 out.fill(0.0);
                 for (j, &p) in (lo..=pos).zip(sc.iter()) {
                     ops::axpy(p, &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], out);
