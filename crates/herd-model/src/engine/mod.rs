@@ -12,7 +12,8 @@ mod ops;
 pub use lora::{LayerLora, LoraPair};
 
 use herd_kernels::matmul::{SharedMut, WeightRef, matmul};
-use herd_kernels::pool::{ThreadPool, chunk};
+use herd_kernels::pool::ThreadPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::model::{LayerTensors, Model, ModelTensors};
@@ -716,11 +717,22 @@ fn attention(
         let attn = SharedMut(b.attn.as_mut_ptr());
         let scores = SharedMut(b.scores.as_mut_ptr());
         let tiles = &b.tiles;
-        pool.run(|ith, nth| {
+        // (tile, head) items are claimed one at a time, last tile first: a causal prompt's
+        // later tiles attend to more keys, so contiguous shares per thread (as before) left
+        // the first thread idle for most of a prompt's attention, and the longest items
+        // going first leaves the least to wait for at the end.
+        let items = tiles.len() * nh;
+        let next = AtomicUsize::new(0);
+        pool.run(|ith, _| {
             let (scores, attn) = (scores, attn);
             // SAFETY: each thread uses only its own score buffer.
             let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.at(ith) };
-            for item in chunk(tiles.len() * nh, ith, nth) {
+            loop {
+                let claimed = next.fetch_add(1, Ordering::Relaxed);
+                if claimed >= items {
+                    break;
+                }
+                let item = items - 1 - claimed;
                 let ((r0, count), head) = (tiles[item / nh], item % nh);
                 let (si, _) = rows[r0];
                 let c = &*seqs[si].cache;

@@ -207,9 +207,9 @@ thread_local! {
     static XPACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Regroups `n` token rows of `k` as groups of [`PRN`] tokens, `[k][PRN]` each (the last group
-/// padded with zeros): the kernel's six broadcasts per element then read one stream of
-/// consecutive floats instead of six rows `k` apart.
+/// Regroups `n` token rows of `k` as groups of [`PRN`] tokens, `[k][PRN]` each (the last
+/// group's lanes past `n` left as they were): the kernel's six broadcasts per element then
+/// read one stream of consecutive floats instead of six rows `k` apart.
 fn pack_tokens<'b>(
     pool: &ThreadPool,
     xs: &[f32],
@@ -218,8 +218,12 @@ fn pack_tokens<'b>(
     buf: &'b mut Vec<f32>,
 ) -> &'b [f32] {
     let groups = n.div_ceil(PRN);
-    buf.clear();
-    buf.resize(groups * PRN * k, 0.0);
+    let need = groups * PRN * k;
+    // Grown, never cleared: zero-filling it first, serially, held the other threads up, and
+    // the last group's lanes past `n` are never read (the kernel takes its live tokens only).
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
     let out = SharedMut(buf.as_mut_ptr());
     // Spread over the pool: done serially it held the other threads up (about 5 % of a
     // two-thread prefill).
@@ -234,7 +238,7 @@ fn pack_tokens<'b>(
             }
         }
     });
-    buf
+    &buf[..need]
 }
 
 /// Packs rows `r0..r0 + 16` (zeros past `rows`) as `[k][16]` elements of `P` (F32, or F16
