@@ -15,6 +15,7 @@ read per token (every matrix, plus one embedding row).
 Build herd with `cargo build --release` first; llama.cpp as bench/README.md says.
 """
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -62,7 +63,9 @@ def llama_run(bench: Path, model: Path, threads: int, test: str, reps: int) -> f
 
 
 def bandwidth(threads: int) -> float:
-    exe = Path(tempfile.gettempdir()) / "herd-membw"
+    # Named for the source's hash, so an edited membw.c is never measured by a stale build.
+    src = (HERE / "membw.c").read_bytes()
+    exe = Path(tempfile.gettempdir()) / f"herd-membw-{hashlib.sha256(src).hexdigest()[:12]}"
     if not exe.exists():
         subprocess.run(["gcc", "-O3", "-march=native", "-ffast-math", "-pthread",
                         str(HERE / "membw.c"), "-o", str(exe)], check=True)
@@ -79,6 +82,9 @@ def main() -> None:
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--herd", type=Path, default=ROOT / "target/release/herd")
     ap.add_argument("--llama-cpp", type=Path, default=Path(os.environ.get("LLAMA_CPP", "/work/cache/llama.cpp")))
+    ap.add_argument("--llama-bench", type=Path,
+                    help="this llama-bench instead of the one in --llama-cpp's build/bin "
+                         "(such as an AVX2-only build, to compare as on a CPU without AVX-512)")
     ap.add_argument("--json", type=Path, help="also append one JSON object per row to this file")
     a = ap.parse_args()
     models = []
@@ -86,7 +92,7 @@ def main() -> None:
         models += sorted(m.glob("*.gguf")) if m.is_dir() else [m]
     if not models:
         sys.exit("no .gguf models: run bench/make_bench_models.py, or pass --models")
-    llama_bench = a.llama_cpp / "build/bin/llama-bench"
+    llama_bench = a.llama_bench or a.llama_cpp / "build/bin/llama-bench"
     for exe in (a.herd, llama_bench):
         if not exe.exists():
             sys.exit(f"{exe} not found (bench/README.md says how to build it)")
