@@ -1,8 +1,9 @@
-//! Attention of a tile of up to 8 queries of one head against shared keys and values, the
-//! queries in the 8 lanes of a vector.
+//! Attention of a tile of up to 8 queries against shared keys and values, the queries in the
+//! 8 lanes of a vector: a prompt's queries of one head, or, decoding, one token's heads that
+//! share a key/value head (grouped-query attention).
 //!
-//! Why lanes are queries: a prompt's queries share their keys, so one key row serves 8 queries
-//! at once. Each score is then a broadcast multiply-add per dimension (no horizontal sums, no
+//! Why lanes are queries: queries that share their keys let one key row serve 8 of them at
+//! once. Each score is then a broadcast multiply-add per dimension (no horizontal sums, no
 //! call per key), softmax runs down the lanes with the vector exp, and `p·v` is again a
 //! broadcast multiply-add. With 8-dimensional heads (stories260K) a per-key dot product was
 //! nearly all overhead; with 64 it still paid a horizontal sum per key.

@@ -136,6 +136,10 @@ struct Buffers {
     rows: Vec<(usize, usize)>,
     /// Attention's units of work: (first row, rows), up to 8 consecutive rows of one sequence.
     tiles: Vec<(usize, usize)>,
+    /// Attention's items, claimed by the threads: (tile, first head, heads). A tile of
+    /// several rows goes head by head; a lone row's heads that share a key/value head go
+    /// together, up to 8 (see `attention`).
+    work: Vec<(usize, usize, usize)>,
     out_rows: Vec<usize>,
     final_x: Vec<f32>,
     logits: Vec<f32>,
@@ -439,6 +443,19 @@ impl Engine {
             b.tiles.push((r, e - r));
             r = e;
         }
+        let (nh, group) = (spec.n_heads, spec.n_heads / spec.n_kv_heads);
+        b.work.clear();
+        for (ti, &(_, count)) in b.tiles.iter().enumerate() {
+            if count == 1 && group > 1 {
+                for kvh in 0..spec.n_kv_heads {
+                    for h0 in (0..group).step_by(8) {
+                        b.work.push((ti, kvh * group + h0, (group - h0).min(8)));
+                    }
+                }
+            } else {
+                b.work.extend((0..nh).map(|head| (ti, head, 1)));
+            }
+        }
         // Score buffers are sized to the caches' capacity, not the current length, so that
         // they do not grow (and reallocate) as a sequence lengthens: a tile's scores for 8
         // queries, then its transposed queries and output.
@@ -717,11 +734,12 @@ fn attention(
         let attn = SharedMut(b.attn.as_mut_ptr());
         let scores = SharedMut(b.scores.as_mut_ptr());
         let tiles = &b.tiles;
-        // (tile, head) items are claimed one at a time, last tile first: a causal prompt's
+        // Items (`b.work`) are claimed one at a time, last tile first: a causal prompt's
         // later tiles attend to more keys, so contiguous shares per thread (as before) left
         // the first thread idle for most of a prompt's attention, and the longest items
         // going first leaves the least to wait for at the end.
-        let items = tiles.len() * nh;
+        let work = &b.work;
+        let items = work.len();
         let next = AtomicUsize::new(0);
         pool.run(|ith, _| {
             let (scores, attn) = (scores, attn);
@@ -732,26 +750,38 @@ fn attention(
                 if claimed >= items {
                     break;
                 }
-                let item = items - 1 - claimed;
-                let ((r0, count), head) = (tiles[item / nh], item % nh);
+                let (ti, head, heads) = work[items - 1 - claimed];
+                let (r0, count) = tiles[ti];
                 let (si, _) = rows[r0];
                 let c = &*seqs[si].cache;
                 let off = c.layer_offset(li);
                 let (kc, vc) = (&c.k[off..], &c.v[off..]);
                 let kvh = head / group;
                 let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                if count > 1 {
+                if count > 1 || heads > 1 {
+                    // The tile's lanes are a prompt's queries of one head, or a lone row's
+                    // (decoding's) heads that share key/value head `kvh`: either way each
+                    // cached key and value is read once for all of them, with no horizontal
+                    // sum per key.
+                    let lanes = count.max(heads);
+                    let lane = |l: usize| {
+                        if count > 1 {
+                            (r0 + l, head)
+                        } else {
+                            (r0, head + l)
+                        }
+                    };
                     let len = sc_buf.len();
                     let (sc, rest) = sc_buf.split_at_mut(len - 16 * hd);
                     let (qt, out) = rest.split_at_mut(8 * hd);
                     let (mut lo, mut hi) = ([0u32; 8], [0u32; 8]);
                     for l in 0..8 {
-                        // Unused lanes repeat the tile's last query.
-                        let r = r0 + l.min(count - 1);
+                        // Unused lanes repeat the last one.
+                        let (r, h) = lane(l.min(lanes - 1));
                         let pos = rows[r].1;
                         (lo[l], hi[l]) = (first_key(pos) as u32, pos as u32);
                         for d in 0..hd {
-                            qt[d * 8 + l] = q[r * qd + head * hd + d];
+                            qt[d * 8 + l] = q[r * qd + h * hd + d];
                         }
                     }
                     let tile = herd_kernels::attention::Tile {
@@ -766,11 +796,11 @@ fn attention(
                         softcap,
                     };
                     herd_kernels::attention::attend8(&tile, sc, out);
-                    for l in 0..count {
+                    for l in 0..lanes {
+                        let (r, h) = lane(l);
                         // SAFETY: (row, head) pairs are disjoint between threads.
-                        let o = unsafe {
-                            std::slice::from_raw_parts_mut(attn.at((r0 + l) * qd + head * hd), hd)
-                        };
+                        let o =
+                            unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + h * hd), hd) };
                         for (d, x) in o.iter_mut().enumerate() {
                             *x = out[d * 8 + l];
                         }
