@@ -12,7 +12,7 @@ mod ops;
 pub use lora::{LayerLora, LoraPair};
 
 use herd_kernels::matmul::{SharedMut, WeightRef, matmul};
-use herd_kernels::pool::ThreadPool;
+use herd_kernels::pool::{ThreadPool, chunk};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
@@ -146,6 +146,58 @@ struct Buffers {
     quant: Vec<u8>,
     inv_freq: Vec<f32>,
     lora: lora::Scratch,
+}
+
+/// Calls `f(r, row)` for each of the first `n` rows of `width` in `buf`, split among the
+/// pool's threads when a prompt brings enough rows to pay for the hand-off; a lone row
+/// (decoding) runs on the caller. Each row is computed the same way whichever thread takes
+/// it. The per-row steps between the matrix products were serial, and a serial step keeps
+/// every other thread waiting, more of them the more cores there are.
+fn each_row(
+    pool: &ThreadPool,
+    buf: &mut [f32],
+    width: usize,
+    n: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let buf = &mut buf[..n * width];
+    if n < 4 * pool.n_threads() {
+        buf.chunks_exact_mut(width)
+            .enumerate()
+            .for_each(|(r, row)| f(r, row));
+        return;
+    }
+    let p = SharedMut(buf.as_mut_ptr());
+    pool.run(|ith, nth| {
+        for r in chunk(n, ith, nth) {
+            // SAFETY: row `r < n` lies inside `buf`, and `chunk` gives it to this thread only.
+            f(r, unsafe {
+                std::slice::from_raw_parts_mut(p.at(r * width), width)
+            });
+        }
+    });
+}
+
+/// `x += o` over `n` rows of `h`, `o` first normalised in place when the block has an output
+/// norm (Gemma 2's post-norms).
+fn residual(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    o: &mut [f32],
+    h: usize,
+    n: usize,
+    norm: Option<&[f32]>,
+    eps: f32,
+) {
+    if let Some(w) = norm {
+        each_row(pool, o, h, n, |_, row| ops::rms_norm_inplace(row, w, eps));
+    }
+    let o = &*o;
+    each_row(pool, x, h, n, |r, row| {
+        row.iter_mut()
+            .zip(&o[r * h..(r + 1) * h])
+            .for_each(|(x, o)| *x += o)
+    });
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -469,14 +521,10 @@ impl Engine {
         }
 
         for (li, (lw, lv)) in tensors.layers.iter().zip(layers.iter()).enumerate() {
-            for r in 0..n {
-                ops::rms_norm(
-                    &b.x[r * h..(r + 1) * h],
-                    &lv.attn_norm,
-                    spec.norm_eps,
-                    &mut b.xn[r * h..(r + 1) * h],
-                );
-            }
+            let x = &b.x;
+            each_row(pool, &mut b.xn, h, n, |r, out| {
+                ops::rms_norm(&x[r * h..(r + 1) * h], &lv.attn_norm, spec.norm_eps, out)
+            });
             let xn = &b.xn[..n * h];
             matmul(
                 pool,
@@ -535,36 +583,33 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            for (buf, bias, width) in [
-                (&mut b.q, &lv.q_bias, qd),
-                (&mut b.k, &lv.k_bias, kvd),
-                (&mut b.v, &lv.v_bias, kvd),
-            ] {
-                if let Some(bias) = bias {
-                    for r in 0..n {
-                        buf[r * width..(r + 1) * width]
-                            .iter_mut()
-                            .zip(bias)
-                            .for_each(|(x, b)| *x += b);
-                    }
-                }
-            }
+            // Biases; then the queries and keys are rotated per head (`rotated` holds their
+            // per-head norm, if the model has one), the values are not.
             let hd = spec.head_dim;
-            for r in 0..n {
-                let cos = &b.cos[r * half..(r + 1) * half];
-                let sin = &b.sin[r * half..(r + 1) * half];
-                for head in b.q[r * qd..(r + 1) * qd].chunks_exact_mut(hd) {
-                    if let Some(w) = &lv.q_norm {
-                        ops::rms_norm_inplace(head, w, spec.norm_eps);
-                    }
-                    ops::rope(head, cos, sin, spec.rope.layout);
+            let (cos, sin) = (&b.cos, &b.sin);
+            for (buf, bias, rotated, width) in [
+                (&mut b.q, &lv.q_bias, Some(&lv.q_norm), qd),
+                (&mut b.k, &lv.k_bias, Some(&lv.k_norm), kvd),
+                (&mut b.v, &lv.v_bias, None, kvd),
+            ] {
+                if bias.is_none() && rotated.is_none() {
+                    continue;
                 }
-                for head in b.k[r * kvd..(r + 1) * kvd].chunks_exact_mut(hd) {
-                    if let Some(w) = &lv.k_norm {
-                        ops::rms_norm_inplace(head, w, spec.norm_eps);
+                each_row(pool, buf, width, n, |r, row| {
+                    if let Some(bias) = bias {
+                        row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
                     }
-                    ops::rope(head, cos, sin, spec.rope.layout);
-                }
+                    if let Some(norm) = rotated {
+                        let cos = &cos[r * half..(r + 1) * half];
+                        let sin = &sin[r * half..(r + 1) * half];
+                        for head in row.chunks_exact_mut(hd) {
+                            if let Some(w) = norm {
+                                ops::rms_norm_inplace(head, w, spec.norm_eps);
+                            }
+                            ops::rope(head, cos, sin, spec.rope.layout);
+                        }
+                    }
+                });
             }
             // Append the new keys and values to each sequence's cache.
             for (r, &(si, pos)) in b.rows.iter().enumerate() {
@@ -593,22 +638,19 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            for r in 0..n {
-                let o = &mut b.o[r * h..(r + 1) * h];
-                if let Some(w) = &lv.attn_out_norm {
-                    ops::rms_norm_inplace(o, w, spec.norm_eps);
-                }
-                b.x[r * h..(r + 1) * h]
-                    .iter_mut()
-                    .zip(o.iter())
-                    .for_each(|(x, o)| *x += o);
-                ops::rms_norm(
-                    &b.x[r * h..(r + 1) * h],
-                    &lv.mlp_norm,
-                    spec.norm_eps,
-                    &mut b.xn[r * h..(r + 1) * h],
-                );
-            }
+            residual(
+                pool,
+                &mut b.x,
+                &mut b.o,
+                h,
+                n,
+                lv.attn_out_norm.as_deref(),
+                spec.norm_eps,
+            );
+            let x = &b.x;
+            each_row(pool, &mut b.xn, h, n, |r, out| {
+                ops::rms_norm(&x[r * h..(r + 1) * h], &lv.mlp_norm, spec.norm_eps, out)
+            });
             let xn = &b.xn[..n * h];
             matmul(
                 pool,
@@ -648,7 +690,10 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            ops::gated_activation(&mut b.gate[..n * ff], &b.up[..n * ff], spec.activation);
+            let up = &b.up;
+            each_row(pool, &mut b.gate, ff, n, |r, g| {
+                ops::gated_activation(g, &up[r * ff..(r + 1) * ff], spec.activation)
+            });
             matmul(
                 pool,
                 lw.down.as_weight(),
@@ -668,16 +713,15 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            for r in 0..n {
-                let o = &mut b.o[r * h..(r + 1) * h];
-                if let Some(w) = &lv.mlp_out_norm {
-                    ops::rms_norm_inplace(o, w, spec.norm_eps);
-                }
-                b.x[r * h..(r + 1) * h]
-                    .iter_mut()
-                    .zip(o.iter())
-                    .for_each(|(x, o)| *x += o);
-            }
+            residual(
+                pool,
+                &mut b.x,
+                &mut b.o,
+                h,
+                n,
+                lv.mlp_out_norm.as_deref(),
+                spec.norm_eps,
+            );
         }
         for s in seqs.iter_mut() {
             s.cache.len += s.tokens.len();
