@@ -10,7 +10,8 @@ threads, measured just before and just after each decode pair, the mean) ÷ byte
 read per token (every matrix, plus one embedding row).
 
   python3 bench/bench_vs_llama_cpp.py [--models DIR or files] [--threads 1,2] [-r 3]
-      [--tests pp512,tg128] [--herd target/release/herd] [--llama-cpp DIR] [--json out.jsonl]
+      [--tests pp512,tg128] [--herd target/release/herd] [--llama-cpp DIR]
+      [--llama-bench PATH] [--json out.jsonl]
 
 Build herd with `cargo build --release` first; llama.cpp as bench/README.md says.
 """
