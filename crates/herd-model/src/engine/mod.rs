@@ -6,14 +6,14 @@
 //! step, whatever the number of sequences (the server's continuous batching relies on this);
 //! attention then runs per sequence over that sequence's own [`KvCache`].
 
+mod attention;
 mod lora;
 mod ops;
 
 pub use lora::{LayerLora, LoraPair};
 
-use herd_kernels::matmul::{SharedMut, WeightRef, matmul};
-use herd_kernels::pool::{ThreadPool, chunk};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use herd_kernels::matmul::{WeightRef, matmul};
+use herd_kernels::pool::ThreadPool;
 
 use crate::error::{Error, Result};
 use crate::model::{LayerTensors, Model, ModelTensors};
@@ -146,58 +146,6 @@ struct Buffers {
     quant: Vec<u8>,
     inv_freq: Vec<f32>,
     lora: lora::Scratch,
-}
-
-/// Calls `f(r, row)` for each of the first `n` rows of `width` in `buf`, split among the
-/// pool's threads when a prompt brings enough rows to pay for the hand-off; a lone row
-/// (decoding) runs on the caller. Each row is computed the same way whichever thread takes
-/// it. The per-row steps between the matrix products were serial, and a serial step keeps
-/// every other thread waiting, more of them the more cores there are.
-fn each_row(
-    pool: &ThreadPool,
-    buf: &mut [f32],
-    width: usize,
-    n: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    let buf = &mut buf[..n * width];
-    if n < 4 * pool.n_threads() {
-        buf.chunks_exact_mut(width)
-            .enumerate()
-            .for_each(|(r, row)| f(r, row));
-        return;
-    }
-    let p = SharedMut(buf.as_mut_ptr());
-    pool.run(|ith, nth| {
-        for r in chunk(n, ith, nth) {
-            // SAFETY: row `r < n` lies inside `buf`, and `chunk` gives it to this thread only.
-            f(r, unsafe {
-                std::slice::from_raw_parts_mut(p.at(r * width), width)
-            });
-        }
-    });
-}
-
-/// `x += o` over `n` rows of `h`, `o` first normalised in place when the block has an output
-/// norm (Gemma 2's post-norms).
-fn residual(
-    pool: &ThreadPool,
-    x: &mut [f32],
-    o: &mut [f32],
-    h: usize,
-    n: usize,
-    norm: Option<&[f32]>,
-    eps: f32,
-) {
-    if let Some(w) = norm {
-        each_row(pool, o, h, n, |_, row| ops::rms_norm_inplace(row, w, eps));
-    }
-    let o = &*o;
-    each_row(pool, x, h, n, |r, row| {
-        row.iter_mut()
-            .zip(&o[r * h..(r + 1) * h])
-            .for_each(|(x, o)| *x += o)
-    });
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -522,7 +470,7 @@ impl Engine {
 
         for (li, (lw, lv)) in tensors.layers.iter().zip(layers.iter()).enumerate() {
             let x = &b.x;
-            each_row(pool, &mut b.xn, h, n, |r, out| {
+            ops::each_row(pool, &mut b.xn, h, n, |r, out| {
                 ops::rms_norm(&x[r * h..(r + 1) * h], &lv.attn_norm, spec.norm_eps, out)
             });
             let xn = &b.xn[..n * h];
@@ -595,7 +543,7 @@ impl Engine {
                 if bias.is_none() && rotated.is_none() {
                     continue;
                 }
-                each_row(pool, buf, width, n, |r, row| {
+                ops::each_row(pool, buf, width, n, |r, row| {
                     if let Some(bias) = bias {
                         row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
                     }
@@ -618,7 +566,7 @@ impl Engine {
                 c.k[at..at + kvd].copy_from_slice(&b.k[r * kvd..(r + 1) * kvd]);
                 c.v[at..at + kvd].copy_from_slice(&b.v[r * kvd..(r + 1) * kvd]);
             }
-            attention(spec, pool, b, li, seqs);
+            attention::attend(spec, pool, b, li, seqs);
             matmul(
                 pool,
                 lw.o.as_weight(),
@@ -638,7 +586,7 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            residual(
+            ops::residual(
                 pool,
                 &mut b.x,
                 &mut b.o,
@@ -648,7 +596,7 @@ impl Engine {
                 spec.norm_eps,
             );
             let x = &b.x;
-            each_row(pool, &mut b.xn, h, n, |r, out| {
+            ops::each_row(pool, &mut b.xn, h, n, |r, out| {
                 ops::rms_norm(&x[r * h..(r + 1) * h], &lv.mlp_norm, spec.norm_eps, out)
             });
             let xn = &b.xn[..n * h];
@@ -691,7 +639,7 @@ impl Engine {
                 );
             }
             let up = &b.up;
-            each_row(pool, &mut b.gate, ff, n, |r, g| {
+            ops::each_row(pool, &mut b.gate, ff, n, |r, g| {
                 ops::gated_activation(g, &up[r * ff..(r + 1) * ff], spec.activation)
             });
             matmul(
@@ -713,7 +661,7 @@ impl Engine {
                     &mut b.quant,
                 );
             }
-            residual(
+            ops::residual(
                 pool,
                 &mut b.x,
                 &mut b.o,
@@ -754,123 +702,5 @@ impl Engine {
             ops::softcap(&mut b.logits[..n_out * v], cap);
         }
         Ok(&b.logits[..n_out * v])
-    }
-}
-
-/// `attn[N, nh·hd]` from the queries in `b.q` and each sequence's cache, for layer `li`, tile
-/// by tile (`b.tiles`).
-fn attention(
-    spec: &ModelSpec,
-    pool: &ThreadPool,
-    b: &mut Buffers,
-    li: usize,
-    seqs: &[SeqInput<'_>],
-) {
-    {
-        let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
-        let (qd, kvd) = (spec.q_dim(), spec.kv_dim());
-        let window = spec.sliding_window[li];
-        let group = nh / nkv;
-        let scale = spec.attn_scale;
-        let softcap = spec.attn_softcap;
-        let rows = &b.rows;
-        let q = &b.q;
-        let attn = SharedMut(b.attn.as_mut_ptr());
-        let scores = SharedMut(b.scores.as_mut_ptr());
-        let tiles = &b.tiles;
-        // Items (`b.work`) are claimed one at a time, last tile first: a causal prompt's
-        // later tiles attend to more keys, so contiguous shares per thread (as before) left
-        // the first thread idle for most of a prompt's attention, and the longest items
-        // going first leaves the least to wait for at the end.
-        let work = &b.work;
-        let items = work.len();
-        let next = AtomicUsize::new(0);
-        pool.run(|ith, _| {
-            let (scores, attn) = (scores, attn);
-            // SAFETY: each thread uses only its own score buffer.
-            let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.at(ith) };
-            loop {
-                let claimed = next.fetch_add(1, Ordering::Relaxed);
-                if claimed >= items {
-                    break;
-                }
-                let (ti, head, heads) = work[items - 1 - claimed];
-                let (r0, count) = tiles[ti];
-                let (si, _) = rows[r0];
-                let c = &*seqs[si].cache;
-                let off = c.layer_offset(li);
-                let (kc, vc) = (&c.k[off..], &c.v[off..]);
-                let kvh = head / group;
-                let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                if count > 1 || heads > 1 {
-                    // The tile's lanes are a prompt's queries of one head, or a lone row's
-                    // (decoding's) heads that share key/value head `kvh`: either way each
-                    // cached key and value is read once for all of them, with no horizontal
-                    // sum per key.
-                    let lanes = count.max(heads);
-                    let lane = |l: usize| {
-                        if count > 1 {
-                            (r0 + l, head)
-                        } else {
-                            (r0, head + l)
-                        }
-                    };
-                    let len = sc_buf.len();
-                    let (sc, rest) = sc_buf.split_at_mut(len - 16 * hd);
-                    let (qt, out) = rest.split_at_mut(8 * hd);
-                    let (mut lo, mut hi) = ([0u32; 8], [0u32; 8]);
-                    for l in 0..8 {
-                        // Unused lanes repeat the last one.
-                        let (r, h) = lane(l.min(lanes - 1));
-                        let pos = rows[r].1;
-                        (lo[l], hi[l]) = (first_key(pos) as u32, pos as u32);
-                        for d in 0..hd {
-                            qt[d * 8 + l] = q[r * qd + h * hd + d];
-                        }
-                    }
-                    let tile = herd_kernels::attention::Tile {
-                        q: qt,
-                        k: &kc[kvh * hd..],
-                        v: &vc[kvh * hd..],
-                        stride: kvd,
-                        hd,
-                        lo,
-                        hi,
-                        scale,
-                        softcap,
-                    };
-                    herd_kernels::attention::attend8(&tile, sc, out);
-                    for l in 0..lanes {
-                        let (r, h) = lane(l);
-                        // SAFETY: (row, head) pairs are disjoint between threads.
-                        let o =
-                            unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + h * hd), hd) };
-                        for (d, x) in o.iter_mut().enumerate() {
-                            *x = out[d * 8 + l];
-                        }
-                    }
-                    continue;
-                }
-                let (r, pos) = (r0, rows[r0].1);
-                let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
-                let lo = first_key(pos);
-                let sc = &mut sc_buf[..pos + 1 - lo];
-                for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
-                    let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                    *s = ops::dot(qv, kv) * scale;
-                }
-                if let Some(cap) = softcap {
-                    ops::softcap(sc, cap);
-                }
-                ops::softmax(sc);
-                // SAFETY: (row, head) pairs are disjoint between threads.
-                let out =
-                    unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + head * hd), hd) };
-                out.fill(0.0);
-                for (j, &p) in (lo..=pos).zip(sc.iter()) {
-                    ops::axpy(p, &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], out);
-                }
-            }
-        });
     }
 }

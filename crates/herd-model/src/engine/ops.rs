@@ -1,6 +1,62 @@
-//! The small per-row operations of the engine's forward pass, on plain f32 slices.
+//! The small per-row operations of the engine's forward pass, on plain f32 slices, and the
+//! helpers that share a prompt's rows of them among the pool's threads.
+
+use herd_kernels::matmul::SharedMut;
+use herd_kernels::pool::{ThreadPool, chunk};
 
 use crate::spec::{Activation, RopeLayout};
+
+/// Calls `f(r, row)` for each of the first `n` rows of `width` in `buf`, split among the
+/// pool's threads when a prompt brings enough rows to pay for the hand-off; a lone row
+/// (decoding) runs on the caller. Each row is computed the same way whichever thread takes
+/// it. The per-row steps between the matrix products were serial, and a serial step keeps
+/// every other thread waiting, more of them the more cores there are.
+pub fn each_row(
+    pool: &ThreadPool,
+    buf: &mut [f32],
+    width: usize,
+    n: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let buf = &mut buf[..n * width];
+    if n < 4 * pool.n_threads() {
+        buf.chunks_exact_mut(width)
+            .enumerate()
+            .for_each(|(r, row)| f(r, row));
+        return;
+    }
+    let p = SharedMut(buf.as_mut_ptr());
+    pool.run(|ith, nth| {
+        for r in chunk(n, ith, nth) {
+            // SAFETY: row `r < n` lies inside `buf`, and `chunk` gives it to this thread only.
+            f(r, unsafe {
+                std::slice::from_raw_parts_mut(p.at(r * width), width)
+            });
+        }
+    });
+}
+
+/// `x += o` over `n` rows of `h`, `o` first normalised in place when the block has an output
+/// norm (Gemma 2's post-norms).
+pub fn residual(
+    pool: &ThreadPool,
+    x: &mut [f32],
+    o: &mut [f32],
+    h: usize,
+    n: usize,
+    norm: Option<&[f32]>,
+    eps: f32,
+) {
+    if let Some(w) = norm {
+        each_row(pool, o, h, n, |_, row| rms_norm_inplace(row, w, eps));
+    }
+    let o = &*o;
+    each_row(pool, x, h, n, |r, row| {
+        row.iter_mut()
+            .zip(&o[r * h..(r + 1) * h])
+            .for_each(|(x, o)| *x += o)
+    });
+}
 
 /// `out = x / sqrt(mean(x²) + eps) · w` (w already includes any norm offset).
 #[inline]
