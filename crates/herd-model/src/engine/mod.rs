@@ -134,12 +134,8 @@ struct Buffers {
     scores: Vec<Vec<f32>>,
     /// Per new token: (sequence index, position).
     rows: Vec<(usize, usize)>,
-    /// Attention's units of work: (first row, rows), up to 8 consecutive rows of one sequence.
-    tiles: Vec<(usize, usize)>,
-    /// Attention's items, claimed by the threads: (tile, first head, heads). A tile of
-    /// several rows goes head by head; a lone row's heads that share a key/value head go
-    /// together, up to 8 (see `attention`).
-    work: Vec<(usize, usize, usize)>,
+    /// Attention's items for the current step (`attention::plan`).
+    work: Vec<attention::Item>,
     out_rows: Vec<usize>,
     final_x: Vec<f32>,
     logits: Vec<f32>,
@@ -431,42 +427,7 @@ impl Engine {
             }
         }
 
-        // A prompt's tokens attend in tiles of 8 queries sharing their keys; a lone token
-        // (decoding) attends on its own.
-        b.tiles.clear();
-        let mut r = 0;
-        while r < n {
-            let mut e = r + 1;
-            while e < n && e - r < 8 && b.rows[e].0 == b.rows[r].0 {
-                e += 1;
-            }
-            b.tiles.push((r, e - r));
-            r = e;
-        }
-        let (nh, group) = (spec.n_heads, spec.n_heads / spec.n_kv_heads);
-        b.work.clear();
-        for (ti, &(_, count)) in b.tiles.iter().enumerate() {
-            if count == 1 && group > 1 {
-                for kvh in 0..spec.n_kv_heads {
-                    for h0 in (0..group).step_by(8) {
-                        b.work.push((ti, kvh * group + h0, (group - h0).min(8)));
-                    }
-                }
-            } else {
-                b.work.extend((0..nh).map(|head| (ti, head, 1)));
-            }
-        }
-        // Score buffers are sized to the caches' capacity, not the current length, so that
-        // they do not grow (and reallocate) as a sequence lengthens: a tile's scores for 8
-        // queries, then its transposed queries and output.
-        let max_ctx = seqs.iter().map(|s| s.cache.capacity).max().unwrap_or(0);
-        let nth = pool.n_threads();
-        if b.scores.len() < nth {
-            b.scores.resize_with(nth, Vec::new);
-        }
-        for s in b.scores.iter_mut() {
-            grow(s, 8 * max_ctx + 16 * spec.head_dim);
-        }
+        attention::plan(spec, pool, seqs, b);
 
         for (li, (lw, lv)) in tensors.layers.iter().zip(layers.iter()).enumerate() {
             let x = &b.x;
