@@ -53,6 +53,9 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        die_quietly_on_a_closed_pipe();
+    }
     let res = match cli.cmd {
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::Chat(a) => cmd::chat::run(a),
@@ -73,5 +76,17 @@ fn main() {
     if let Err(e) = res {
         eprintln!("herd: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a reader that has gone (`herd bench | head -1`)
+/// panics with a backtrace. A command-line tool should end as `cat` does there: the signal's
+/// default action, a quiet exit. The server keeps the Rust default: its sockets get the error
+/// back instead (Rust sends with `MSG_NOSIGNAL`), and its logs must not take it down.
+fn die_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists, with a handler libc defines.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

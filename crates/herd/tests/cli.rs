@@ -141,6 +141,25 @@ fn bench_prints_a_table_with_both_tests() {
 }
 
 #[test]
+fn a_reader_that_has_gone_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // The pipe's read end is closed before herd starts, so its first write meets no reader,
+    // as `herd bench MODEL | head -1` does once head has its line.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let model = shared().join("models/stories260K/stories260K.gguf");
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["tokenize", model.to_str().unwrap(), "Once upon a time"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // 13 is SIGPIPE on Linux and the BSDs.
+    assert_eq!(out.status.signal(), Some(13), "{:?} {err}", out.status);
+}
+
+#[test]
 fn convert_writes_a_gguf_that_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.gguf");
