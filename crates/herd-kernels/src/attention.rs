@@ -131,37 +131,16 @@ mod x86 {
         // SAFETY (all blocks): indices stay below `8·hd` (q, out), `8·n` (scores) and
         // `jmax·stride + hd` (k, v), as the caller checked.
         unsafe {
-            // Scores, four keys at a time so each query load serves four products.
+            // Scores, eight keys at a time: eight independent sums keep both FMA units busy
+            // (four left them waiting on the FMA's latency), and each query load serves eight.
+            let key = |i: usize| k.add((jmin + i) * stride);
             let mut i = 0;
-            while i + 4 <= n {
-                let kr = k.add((jmin + i) * stride);
-                let mut a = [_mm256_setzero_ps(); 4];
-                for d in 0..hd {
-                    let qd = _mm256_loadu_ps(q.add(d * 8));
-                    for (r, acc) in a.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(
-                            _mm256_broadcast_ss(&*kr.add(r * stride + d)),
-                            qd,
-                            *acc,
-                        );
-                    }
-                }
-                for (r, acc) in a.iter().enumerate() {
-                    _mm256_storeu_ps(s.add((i + r) * 8), _mm256_mul_ps(*acc, scale));
-                }
-                i += 4;
+            while i + 8 <= n {
+                score_rows::<8>(q, key(i), stride, hd, scale, s.add(i * 8));
+                i += 8;
             }
             while i < n {
-                let kr = k.add((jmin + i) * stride);
-                let mut acc = _mm256_setzero_ps();
-                for d in 0..hd {
-                    acc = _mm256_fmadd_ps(
-                        _mm256_broadcast_ss(&*kr.add(d)),
-                        _mm256_loadu_ps(q.add(d * 8)),
-                        acc,
-                    );
-                }
-                _mm256_storeu_ps(s.add(i * 8), _mm256_mul_ps(acc, scale));
+                score_rows::<1>(q, key(i), stride, hd, scale, s.add(i * 8));
                 i += 1;
             }
             if let Some(cap) = t.softcap {
@@ -193,35 +172,96 @@ mod x86 {
                 _mm256_storeu_ps(s.add(i * 8), e);
                 sum = _mm256_add_ps(sum, e);
             }
-            // p·v, eight dimensions at a time.
-            let mut d0 = 0;
-            while d0 < hd {
-                let w = (hd - d0).min(8);
-                let mut a = [_mm256_setzero_ps(); 8];
-                if w == 8 {
-                    for i in 0..n {
-                        let p = _mm256_loadu_ps(s.add(i * 8));
-                        let vr = v.add((jmin + i) * stride + d0);
-                        for (dd, acc) in a.iter_mut().enumerate() {
-                            *acc = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*vr.add(dd)), *acc);
-                        }
-                    }
-                } else {
-                    for i in 0..n {
-                        let p = _mm256_loadu_ps(s.add(i * 8));
-                        let vr = v.add((jmin + i) * stride + d0);
-                        for (dd, acc) in a.iter_mut().enumerate().take(w) {
-                            *acc = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*vr.add(dd)), *acc);
-                        }
-                    }
+            // p·v, eight dimensions at a time over a block of keys, the sums kept in `out`
+            // between blocks: a block's value rows stay in L1 while its dimensions go by,
+            // where one pass over all keys per eight dimensions read them from memory again.
+            let o = out.as_mut_ptr();
+            for d in 0..hd {
+                _mm256_storeu_ps(o.add(d * 8), _mm256_setzero_ps());
+            }
+            let value = |d0: usize| v.add(jmin * stride + d0);
+            for b0 in (0..n).step_by(KEYS_PER_BLOCK) {
+                let keys = b0..(b0 + KEYS_PER_BLOCK).min(n);
+                let mut d0 = 0;
+                while d0 + 8 <= hd {
+                    weigh::<8>(s, value(d0), stride, keys.clone(), o.add(d0 * 8));
+                    d0 += 8;
                 }
-                for (dd, acc) in a.iter().enumerate().take(w) {
-                    _mm256_storeu_ps(
-                        out.as_mut_ptr().add((d0 + dd) * 8),
-                        _mm256_div_ps(*acc, sum),
-                    );
+                while d0 < hd {
+                    weigh::<1>(s, value(d0), stride, keys.clone(), o.add(d0 * 8));
+                    d0 += 1;
                 }
-                d0 += w;
+            }
+            for d in 0..hd {
+                let x = _mm256_loadu_ps(o.add(d * 8));
+                _mm256_storeu_ps(o.add(d * 8), _mm256_div_ps(x, sum));
+            }
+        }
+    }
+
+    /// Keys a p·v block covers: 64 rows of a 64-dimensional head are 16 KiB.
+    const KEYS_PER_BLOCK: usize = 64;
+
+    /// Scores of the `R` key rows from `kr` (`stride` apart) for the 8 lanes' queries `q`
+    /// (`[hd][8]`), times `scale`, into `s` (`[R][8]`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `q` holds `8·hd` floats, `kr` `(R − 1)·stride + hd`, `s` `8·R`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn score_rows<const R: usize>(
+        q: *const f32,
+        kr: *const f32,
+        stride: usize,
+        hd: usize,
+        scale: __m256,
+        s: *mut f32,
+    ) {
+        // SAFETY: within the bounds the caller gives.
+        unsafe {
+            let mut a = [_mm256_setzero_ps(); R];
+            for d in 0..hd {
+                let qd = _mm256_loadu_ps(q.add(d * 8));
+                for (r, acc) in a.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*kr.add(r * stride + d)), qd, *acc);
+                }
+            }
+            for (r, acc) in a.iter().enumerate() {
+                _mm256_storeu_ps(s.add(r * 8), _mm256_mul_ps(*acc, scale));
+            }
+        }
+    }
+
+    /// Adds `Σ_{i ∈ keys} p_i · v_i[d]` for `D` dimensions to `o` (`[D][8]`): `p` the weights
+    /// (`[i][8]`), `vr` the first key's value row at the first of the `D` dimensions.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `p` holds `8·keys.end` floats, `vr` row `keys.end − 1` at `stride`, and
+    /// `o` `8·D`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn weigh<const D: usize>(
+        p: *const f32,
+        vr: *const f32,
+        stride: usize,
+        keys: std::ops::Range<usize>,
+        o: *mut f32,
+    ) {
+        // SAFETY: within the bounds the caller gives.
+        unsafe {
+            let mut a = [_mm256_setzero_ps(); D];
+            for (dd, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_loadu_ps(o.add(dd * 8));
+            }
+            for i in keys {
+                let pi = _mm256_loadu_ps(p.add(i * 8));
+                let row = vr.add(i * stride);
+                for (dd, acc) in a.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(pi, _mm256_broadcast_ss(&*row.add(dd)), *acc);
+                }
+            }
+            for (dd, acc) in a.iter().enumerate() {
+                _mm256_storeu_ps(o.add(dd * 8), *acc);
             }
         }
     }
@@ -238,6 +278,7 @@ mod tests {
         for (hd, stride, keys, cap) in [
             (8, 32, 37, None),
             (64, 128, 70, None),
+            (64, 128, 300, None),
             (12, 12, 9, Some(5.0)),
             (3, 5, 11, None),
         ] {
