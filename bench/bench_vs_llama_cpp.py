@@ -45,19 +45,28 @@ def weight_bytes_per_token(path: Path) -> int:
     return total + (embd if tied else 0)
 
 
+def test_args(test: str) -> list[str]:
+    """llama-bench's (and herd bench's) arguments for a test such as pp512, tg128 or
+    tg128@d2048 (128 tokens generated after 2048 already in the cache)."""
+    kind, rest = test[:2], test[2:]
+    n, _, depth = rest.partition("@d")
+    if kind not in ("pp", "tg") or not n.isdigit() or not (depth == "" or depth.isdigit()):
+        sys.exit(f"test {test!r}: expected ppN or tgN, optionally @dD (as tg128@d2048)")
+    args = ["-p", n, "-n", "0"] if kind == "pp" else ["-p", "0", "-n", n]
+    return args + (["-d", depth] if depth else [])
+
+
 def herd_run(herd: Path, model: Path, threads: int, test: str, reps: int) -> float:
-    kind, n = test[:2], test[2:]
     args = [str(herd), "bench", str(model), "-t", str(threads), "-r", str(reps), "--json"]
-    args += ["-p", n, "-n", "0"] if kind == "pp" else ["-p", "0", "-n", n]
+    args += test_args(test)
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     return float(rows[0]["tokens_per_second"])
 
 
 def llama_run(bench: Path, model: Path, threads: int, test: str, reps: int) -> float:
-    kind, n = test[:2], test[2:]
     args = [str(bench), "-m", str(model), "-t", str(threads), "-r", str(reps), "-o", "jsonl"]
-    args += ["-p", n, "-n", "0"] if kind == "pp" else ["-p", "0", "-n", n]
+    args += test_args(test)
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
     return float(rows[0]["avg_ts"])
@@ -79,7 +88,11 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", type=Path,
                     default=[Path(os.environ.get("HERD_BENCH_MODELS", Path.home() / ".cache/herd-bench"))])
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--tests", default="pp512,tg128")
+    ap.add_argument("--tests", default="pp512,tg128",
+                    help="comma-separated: ppN, tgN, and either with @dD to start after D tokens "
+                         "in the cache (tg128@d2048); the bandwidth limit is given for tgN only, "
+                         "as the engines keep their caches in different types (herd f32, "
+                         "llama.cpp f16)")
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--herd", type=Path, default=ROOT / "target/release/herd")
     ap.add_argument("--llama-cpp", type=Path, default=Path(os.environ.get("LLAMA_CPP", "/work/cache/llama.cpp")))
@@ -110,7 +123,7 @@ def main() -> None:
                 order = [("herd", herd_run, a.herd), ("llama.cpp", llama_run, llama_bench)]
                 if flip:
                     order.reverse()
-                decode = test.startswith("tg")
+                decode = test.startswith("tg") and "@" not in test
                 # This machine's bandwidth drifts by a third between minutes (other tenants):
                 # measured just before and just after the pair, the limit belongs to the row.
                 before = bandwidth(t) if decode else None

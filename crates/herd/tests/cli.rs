@@ -127,6 +127,8 @@ fn bench_prints_a_table_with_both_tests() {
         "1",
         "-t",
         "1,2",
+        "-d",
+        "0,40",
     ]);
     assert!(ok, "{err}");
     for needle in [
@@ -134,6 +136,8 @@ fn bench_prints_a_table_with_both_tests() {
         "| tg16 |",
         "| 1 | pp32",
         "| 2 | tg16",
+        "| 1 | pp32 @ d40 |",
+        "| 2 | tg16 @ d40 |",
         "resident memory",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");

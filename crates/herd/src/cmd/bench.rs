@@ -1,11 +1,12 @@
 //! `herd bench MODEL`: prompt processing (pp) and generation (tg) speed, as llama-bench
 //! measures them: pp feeds N prompt tokens in one batch, tg decodes N tokens one at a time,
-//! each from an empty context, after one warm-up run.
+//! each after one warm-up run, from an empty context or, with `-d D`, after D tokens already
+//! in the cache (llama-bench's `pp512 @ d2048`): attention then reads D more keys per token.
 
 use std::time::Instant;
 
 use anyhow::Result;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::{Engine, KvCache, Logits, SeqInput};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -28,6 +29,14 @@ pub struct Args {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
+    /// Tokens already in the cache when each test starts (llama-bench's `-d`).
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub n_depth: Vec<usize>,
     /// Thread counts to measure [default: CPUs available to this process].
     #[arg(short, long, value_delimiter = ',')]
     pub threads: Vec<usize>,
@@ -52,24 +61,27 @@ fn tokens(n: usize, vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-fn pp(e: &mut Engine, toks: &[u32]) -> Result<f64> {
-    let mut cache = e.new_cache(toks.len());
+/// Seconds to run `toks` on top of the first `depth` tokens of `cache`: in one batch (pp) or
+/// one token at a time (tg). The cache's first `depth` tokens stay as they were, so the next
+/// measurement starts from the same state.
+fn time(
+    e: &mut Engine,
+    cache: &mut KvCache,
+    depth: usize,
+    toks: &[u32],
+    batch: bool,
+) -> Result<f64> {
+    cache.truncate(depth);
+    let steps: Vec<&[u32]> = if batch {
+        vec![toks]
+    } else {
+        toks.chunks(1).collect()
+    };
     let t0 = Instant::now();
-    e.forward(&mut [SeqInput {
-        tokens: toks,
-        cache: &mut cache,
-        logits: Logits::Last,
-    }])?;
-    Ok(t0.elapsed().as_secs_f64())
-}
-
-fn tg(e: &mut Engine, toks: &[u32]) -> Result<f64> {
-    let mut cache = e.new_cache(toks.len());
-    let t0 = Instant::now();
-    for t in toks {
+    for tokens in steps {
         e.forward(&mut [SeqInput {
-            tokens: std::slice::from_ref(t),
-            cache: &mut cache,
+            tokens,
+            cache,
             logits: Logits::Last,
         }])?;
     }
@@ -111,40 +123,45 @@ pub fn run(a: Args) -> Result<()> {
             .map(|&n| ("pp", n))
             .chain(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| ("tg", n)))
             .collect();
-        for (kind, n) in tests {
-            if n > model.spec.context_length.max(n) {
-                continue;
+        for &depth in &a.n_depth {
+            // One cache per depth, its first `depth` tokens run once, untimed.
+            let longest = tests.iter().map(|t| t.1).max().unwrap_or(0);
+            let mut cache = e.new_cache(depth + longest);
+            if depth > 0 {
+                time(&mut e, &mut cache, 0, &tokens(depth, vocab), true)?;
             }
-            let toks = tokens(n, vocab);
-            let measure = |e: &mut Engine| {
-                if kind == "pp" {
-                    pp(e, &toks)
-                } else {
-                    tg(e, &toks)
+            for &(kind, n) in &tests {
+                let toks = tokens(n, vocab);
+                let batch = kind == "pp";
+                // Warm-up: maps the weights in, sizes the buffers.
+                time(&mut e, &mut cache, depth, &toks, batch)?;
+                let mut rates = Vec::with_capacity(a.repetitions);
+                for _ in 0..a.repetitions.max(1) {
+                    rates.push(n as f64 / time(&mut e, &mut cache, depth, &toks, batch)?);
                 }
-            };
-            measure(&mut e)?; // warm-up: maps the weights in, sizes the buffers
-            let mut rates = Vec::with_capacity(a.repetitions);
-            for _ in 0..a.repetitions.max(1) {
-                rates.push(n as f64 / measure(&mut e)?);
-            }
-            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-            let sd = (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>()
-                / rates.len().max(2).saturating_sub(1) as f64)
-                .sqrt();
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"model": model.path, "arch": model.spec.arch.name(), "types": types, "size": size,
-                           "params": params, "threads": th, "test": format!("{kind}{n}"), "tokens_per_second": mean,
-                           "stddev": sd, "samples": rates})
-                );
-            } else {
-                println!(
-                    "| {name} | {} | {} | {th} | {kind}{n} | {mean:.2} ± {sd:.2} |",
-                    super::human_bytes(size),
-                    super::human_count(params)
-                );
+                let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+                let sd = (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>()
+                    / rates.len().max(2).saturating_sub(1) as f64)
+                    .sqrt();
+                let test = if depth > 0 {
+                    format!("{kind}{n} @ d{depth}")
+                } else {
+                    format!("{kind}{n}")
+                };
+                if a.json {
+                    println!(
+                        "{}",
+                        json!({"model": model.path, "arch": model.spec.arch.name(), "types": types, "size": size,
+                               "params": params, "threads": th, "test": test, "n_depth": depth,
+                               "tokens_per_second": mean, "stddev": sd, "samples": rates})
+                    );
+                } else {
+                    println!(
+                        "| {name} | {} | {} | {th} | {test} | {mean:.2} ± {sd:.2} |",
+                        super::human_bytes(size),
+                        super::human_count(params)
+                    );
+                }
             }
         }
         rss_run = rss_run.max(super::resident_bytes());
