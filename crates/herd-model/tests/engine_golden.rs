@@ -40,31 +40,51 @@ fn engine_cached_decoding_matches_transformers_generate() {
         let g = golden(arch);
         let model = Model::open(hf_tiny(arch)).unwrap();
         let mut e = Engine::new(&model, 2).unwrap();
-        let mut cache = e.new_cache(64);
-        let mut last = e
-            .forward(&mut [SeqInput {
-                tokens: &g.input_ids,
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap()
-            .to_vec();
-        let mut generated = vec![];
-        for (step, want) in g.step_logits.iter().enumerate() {
-            let d = max_abs_diff(&last, want);
-            assert!(d < 1e-4, "{arch}: step {step}: max |Δ| = {d}");
-            let next = argmax(&last);
-            generated.push(next);
-            last = e
+        // Decoding goes on in the prompt's own cache, and in a copy of its prefix into a cache
+        // of another capacity (as evaluation shares a prompt between its choices): each head's
+        // rows start at a capacity-dependent place, so a copy that kept the source's offsets
+        // would read other heads' keys.
+        for copied in [false, true] {
+            let mut prompt_cache = e.new_cache(64);
+            let mut last = e
                 .forward(&mut [SeqInput {
-                    tokens: &[next],
-                    cache: &mut cache,
+                    tokens: &g.input_ids,
+                    cache: &mut prompt_cache,
                     logits: Logits::Last,
                 }])
                 .unwrap()
                 .to_vec();
+            let mut cache = if copied {
+                let mut c = e.new_cache(97);
+                c.copy_prefix_from(&prompt_cache, g.input_ids.len())
+                    .unwrap();
+                c
+            } else {
+                prompt_cache
+            };
+            let mut generated = vec![];
+            for (step, want) in g.step_logits.iter().enumerate() {
+                let d = max_abs_diff(&last, want);
+                assert!(
+                    d < 1e-4,
+                    "{arch} (copied: {copied}): step {step}: max |Δ| = {d}"
+                );
+                let next = argmax(&last);
+                generated.push(next);
+                last = e
+                    .forward(&mut [SeqInput {
+                        tokens: &[next],
+                        cache: &mut cache,
+                        logits: Logits::Last,
+                    }])
+                    .unwrap()
+                    .to_vec();
+            }
+            assert_eq!(
+                generated, g.greedy_new_ids,
+                "{arch} (copied: {copied}): greedy ids"
+            );
         }
-        assert_eq!(generated, g.greedy_new_ids, "{arch}: greedy ids");
     }
 }
 

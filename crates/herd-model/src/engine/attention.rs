@@ -81,7 +81,7 @@ pub(super) fn attend(
     seqs: &[SeqInput<'_>],
 ) {
     let (nh, nkv, hd) = (spec.n_heads, spec.n_kv_heads, spec.head_dim);
-    let (qd, kvd) = (spec.q_dim(), spec.kv_dim());
+    let qd = spec.q_dim();
     let window = spec.sliding_window[li];
     let group = nh / nkv;
     let scale = spec.attn_scale;
@@ -114,9 +114,10 @@ pub(super) fn attend(
             } = work[items - 1 - claimed];
             let (si, _) = rows[r0];
             let c = &*seqs[si].cache;
-            let off = c.layer_offset(li);
-            let (kc, vc) = (&c.k[off..], &c.v[off..]);
             let kvh = head / group;
+            // This head's rows, `hd` floats apart.
+            let off = c.head_offset(li, kvh);
+            let (kc, vc) = (&c.k[off..], &c.v[off..]);
             let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
             if count > 1 || heads > 1 {
                 // The tile's lanes are a prompt's queries of one head, or a lone row's
@@ -146,9 +147,9 @@ pub(super) fn attend(
                 }
                 let tile = herd_kernels::attention::Tile {
                     q: qt,
-                    k: &kc[kvh * hd..],
-                    v: &vc[kvh * hd..],
-                    stride: kvd,
+                    k: kc,
+                    v: vc,
+                    stride: hd,
                     hd,
                     lo,
                     hi,
@@ -171,7 +172,7 @@ pub(super) fn attend(
             let lo = first_key(pos);
             let sc = &mut sc_buf[..pos + 1 - lo];
             for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
-                let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                let kv = &kc[j * hd..(j + 1) * hd];
                 *s = ops::dot(qv, kv) * scale;
             }
             if let Some(cap) = softcap {
@@ -182,7 +183,7 @@ pub(super) fn attend(
             let out = unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + head * hd), hd) };
             out.fill(0.0);
             for (j, &p) in (lo..=pos).zip(sc.iter()) {
-                ops::axpy(p, &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], out);
+                ops::axpy(p, &vc[j * hd..(j + 1) * hd], out);
             }
         }
     });
