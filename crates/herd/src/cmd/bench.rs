@@ -127,8 +127,11 @@ pub fn run(a: Args) -> Result<()> {
             // One cache per depth, its first `depth` tokens run once, untimed.
             let longest = tests.iter().map(|t| t.1).max().unwrap_or(0);
             let mut cache = e.new_cache(depth + longest);
-            if depth > 0 {
-                time(&mut e, &mut cache, 0, &tokens(depth, vocab), true)?;
+            // In batches of 512 (llama-bench's default is 2048), so a deep cache does not size
+            // the engine's buffers for all of it at once.
+            for batch in tokens(depth, vocab).chunks(512) {
+                let held = cache.len();
+                time(&mut e, &mut cache, held, batch, true)?;
             }
             for &(kind, n) in &tests {
                 let toks = tokens(n, vocab);
