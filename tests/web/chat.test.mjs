@@ -315,7 +315,12 @@ try {
     assert(s.len > 0, 'the answer is not empty');
     const lengths = await page.evaluate(() => window.__lengths);
     const streamed = [...new Set(lengths.filter(([st, n]) => st === 'streaming' && n > 0).map(([, n]) => n))];
-    assert(streamed.length >= 2, `the text grew while streaming (lengths seen while streaming: ${streamed.join(', ')})`);
+    // The page paints once per animation frame, and a fast engine on a busy machine can finish
+    // 400 tokens within a few frames: one partial paint, shorter than the answer, is the proof
+    // that the text grows as it streams (two distinct lengths failed on 1 run in 10 at 2,000
+    // tokens/s with a single paint of 59 of 842 characters).
+    const partial = streamed.filter(n => n < s.len);
+    assert(partial.length >= 1, `part of the answer was shown while it streamed (lengths seen while streaming: ${streamed.join(', ')}; the answer: ${s.len})`);
     const user = await page.locator('[data-testid=user-message] .body').first().textContent();
     assert(user === 'Tell me a story about a dog\nand a cat.', 'the user message keeps its new line');
     const tps = await page.getByTestId('tokens-per-second').textContent();
