@@ -11,13 +11,18 @@ use std::time::Instant;
 
 use herd_kernels::attention::{Tile, attend8};
 
-fn main() {
-    let counts: Vec<usize> = std::env::args()
+fn main() -> Result<(), String> {
+    let counts = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "128,512,2048,8192".into())
         .split(',')
-        .map(|k| k.parse().expect("key counts, as 128,512"))
-        .collect();
+        .map(|k| match k.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "{k:?}: key counts are positive integers, as 128,512"
+            )),
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
     let (hd, stride) = (64usize, 128usize);
     // Values in [-0.5, 0.5) from a fixed sequence: the timing does not depend on them.
     let fill = |n: usize, m: usize| -> Vec<f32> {
@@ -65,4 +70,5 @@ fn main() {
             lanes / (dt * 1e9)
         );
     }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::{Engine, KvCache, Logits, SeqInput};
 
 /// The read-only data folder beside the repository (`../shared`), or `$HERD_SHARED`.
 pub fn shared() -> PathBuf {
@@ -138,14 +138,33 @@ pub fn teacher_forced(e: &mut Engine, prompt: &[u32], feed: &[u32]) -> Vec<Vec<f
         .map(<[f32]>::to_vec)
         .collect();
     for &tok in feed {
-        let step = e
-            .forward(&mut [SeqInput {
-                tokens: &[tok],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap();
-        out.push(step.to_vec());
+        out.push(last_logits(e, &mut cache, &[tok]));
+    }
+    out
+}
+
+/// Runs `tokens` on top of `cache` and returns the last position's logits.
+pub fn last_logits(e: &mut Engine, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
+    e.forward(&mut [SeqInput {
+        tokens,
+        cache,
+        logits: Logits::Last,
+    }])
+    .unwrap()
+    .to_vec()
+}
+
+/// `n` greedy tokens after `prompt`.
+pub fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut cache = e.new_cache(prompt.len() + n);
+    let mut logits = last_logits(e, &mut cache, prompt);
+    let mut out = vec![];
+    while out.len() < n {
+        let next = argmax(&logits);
+        out.push(next);
+        if out.len() < n {
+            logits = last_logits(e, &mut cache, &[next]);
+        }
     }
     out
 }

@@ -46,14 +46,7 @@ fn engine_cached_decoding_matches_transformers_generate() {
         // would read other heads' keys.
         for copied in [false, true] {
             let mut prompt_cache = e.new_cache(64);
-            let mut last = e
-                .forward(&mut [SeqInput {
-                    tokens: &g.input_ids,
-                    cache: &mut prompt_cache,
-                    logits: Logits::Last,
-                }])
-                .unwrap()
-                .to_vec();
+            let mut last = last_logits(&mut e, &mut prompt_cache, &g.input_ids);
             let mut cache = if copied {
                 let mut c = e.new_cache(97);
                 c.copy_prefix_from(&prompt_cache, g.input_ids.len())
@@ -71,14 +64,7 @@ fn engine_cached_decoding_matches_transformers_generate() {
                 );
                 let next = argmax(&last);
                 generated.push(next);
-                last = e
-                    .forward(&mut [SeqInput {
-                        tokens: &[next],
-                        cache: &mut cache,
-                        logits: Logits::Last,
-                    }])
-                    .unwrap()
-                    .to_vec();
+                last = last_logits(&mut e, &mut cache, &[next]);
             }
             assert_eq!(
                 generated, g.greedy_new_ids,
@@ -101,35 +87,6 @@ fn llama_cpp_golden(name: &str) -> (Vec<u32>, Vec<u32>) {
             .collect()
     };
     (ids("prompt_ids"), ids("greedy_new_ids"))
-}
-
-fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut cache = e.new_cache(prompt.len() + n);
-    let mut logits = e
-        .forward(&mut [SeqInput {
-            tokens: prompt,
-            cache: &mut cache,
-            logits: Logits::Last,
-        }])
-        .unwrap()
-        .to_vec();
-    let mut out = vec![];
-    for _ in 0..n {
-        let next = argmax(&logits);
-        out.push(next);
-        if out.len() == n {
-            break;
-        }
-        logits = e
-            .forward(&mut [SeqInput {
-                tokens: &[next],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap()
-            .to_vec();
-    }
-    out
 }
 
 #[test]

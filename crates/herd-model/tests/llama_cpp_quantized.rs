@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use herd_kernels::GgmlType;
 use herd_model::Model;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::Engine;
 use herd_model::export::{tokenizer_metadata, uniform_plan_with_fallback, write_gguf};
 use herd_model::gguf::GgufFile;
 use sha2::{Digest, Sha256};
@@ -59,51 +59,11 @@ fn quantize_like_llama_cpp(q: &str, dir: &Path) -> (PathBuf, BTreeMap<String, (S
 /// Logits of every step when fed llama.cpp's own greedy continuation (teacher forcing).
 fn forced_steps(e: &mut Engine, prompt: &[u32], feed: &[u32]) -> Vec<Vec<f32>> {
     let mut cache = e.new_cache(prompt.len() + feed.len());
-    let mut logits = e
-        .forward(&mut [SeqInput {
-            tokens: prompt,
-            cache: &mut cache,
-            logits: Logits::Last,
-        }])
-        .unwrap()
-        .to_vec();
+    let mut logits = last_logits(e, &mut cache, prompt);
     let mut out = vec![];
     for &t in feed {
         out.push(logits);
-        logits = e
-            .forward(&mut [SeqInput {
-                tokens: &[t],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap()
-            .to_vec();
-    }
-    out
-}
-
-fn greedy(e: &mut Engine, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut cache = e.new_cache(prompt.len() + n);
-    let mut logits = e
-        .forward(&mut [SeqInput {
-            tokens: prompt,
-            cache: &mut cache,
-            logits: Logits::Last,
-        }])
-        .unwrap()
-        .to_vec();
-    let mut out = vec![];
-    while out.len() < n {
-        let next = argmax(&logits);
-        out.push(next);
-        logits = e
-            .forward(&mut [SeqInput {
-                tokens: &[next],
-                cache: &mut cache,
-                logits: Logits::Last,
-            }])
-            .unwrap()
-            .to_vec();
+        logits = last_logits(e, &mut cache, &[t]);
     }
     out
 }
