@@ -467,7 +467,7 @@ fn chat_drives_the_models_chatml_template_turn_by_turn() {
 
 #[test]
 fn ctrl_c_stops_the_answer_not_the_chat() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let model = shared().join("models/stories260K/stories260K.gguf");
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
         .args([
@@ -501,8 +501,9 @@ fn ctrl_c_stops_the_answer_not_the_chat() {
     // The chat goes on: the next message gets an answer too.
     stdin.write_all(b"/system Short.\n/exit\n").unwrap();
     drop(stdin);
-    let mut rest = String::new();
-    while stdout.read_line(&mut rest).unwrap() > 0 {}
+    // As bytes: the first byte read may have split a character (the story is sampled).
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
