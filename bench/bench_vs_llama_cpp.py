@@ -91,8 +91,8 @@ def main() -> None:
     ap.add_argument("--tests", default="pp512,tg128",
                     help="comma-separated: ppN, tgN, and either with @dD to start after D tokens "
                          "in the cache (tg128@d2048); the bandwidth limit is given for tgN only, "
-                         "as the engines keep their caches in different types (herd f32, "
-                         "llama.cpp f16)")
+                         "as it counts the weights' bytes, not the cache's (both engines keep "
+                         "f16 caches by default)")
     ap.add_argument("-r", "--reps", type=int, default=3)
     ap.add_argument("--herd", type=Path, default=ROOT / "target/release/herd")
     ap.add_argument("--llama-cpp", type=Path, default=Path(os.environ.get("LLAMA_CPP", "/work/cache/llama.cpp")))

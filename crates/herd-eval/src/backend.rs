@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use herd_generate::{GenerateOptions, SamplerConfig, Session};
 use herd_model::Model;
-use herd_model::engine::Engine;
+use herd_model::engine::{CacheType, Engine};
 use herd_model::template::{ChatTemplate, RenderOptions};
 use herd_model::tokenizer::Tokenizer;
 use serde_json::{Value, json};
@@ -66,7 +66,10 @@ impl Local {
     pub fn open(path: &Path, threads: usize, add_bos: bool) -> Result<Local> {
         let model = Model::open(path)?;
         let tok = Tokenizer::for_model(&model)?;
-        let engine = Engine::new(&model, threads)?;
+        let mut engine = Engine::new(&model, threads)?;
+        // Log-likelihoods exactly as computed, as lm-eval's float32 runs find them; an f16
+        // cache moves them by a few 1e-4 (`engine.set_cache_type` chooses otherwise).
+        engine.set_cache_type(CacheType::F32);
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -129,7 +132,8 @@ impl Backend for Local {
     }
 
     fn settings(&self) -> Value {
-        json!({"backend": "local", "add_bos": self.add_bos, "max_length": self.max_len})
+        json!({"backend": "local", "add_bos": self.add_bos, "max_length": self.max_len,
+               "cache_type": self.engine.cache_type().name()})
     }
 
     fn loglikelihood(&mut self, reqs: &[LlRequest]) -> Result<(Vec<Vec<LlResult>>, Vec<Value>)> {

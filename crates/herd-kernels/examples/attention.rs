@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use herd_kernels::attention::{Tile, attend8};
+use herd_kernels::attention::{Rows, Tile, attend8};
 
 fn main() -> Result<(), String> {
     let counts = std::env::args()
@@ -38,8 +38,8 @@ fn main() -> Result<(), String> {
         );
         let t = Tile {
             q: &q,
-            k: &k,
-            v: &v,
+            k: Rows::F32(&k),
+            v: Rows::F32(&v),
             stride,
             hd,
             lo: [0; 8],

@@ -29,6 +29,33 @@ pub fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
     axpy_scalar(alpha, &x[..n], &mut y[..n])
 }
 
+/// Widens f16 bits to f32, `dst[i] = src[i]` over the common length.
+pub fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: `Isa::Avx2` is only chosen on CPUs with F16C.
+        return unsafe { x86::f16_to_f32(&src[..n], &mut dst[..n]) };
+    }
+    for (d, &h) in dst[..n].iter_mut().zip(&src[..n]) {
+        *d = half::f16::from_bits(h).to_f32();
+    }
+}
+
+/// Rounds f32 to f16 bits (to nearest, ties to even, as `half` and F16C both do) over the
+/// common length.
+pub fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as above.
+        return unsafe { x86::f32_to_f16(&src[..n], &mut dst[..n]) };
+    }
+    for (d, &x) in dst[..n].iter_mut().zip(&src[..n]) {
+        *d = half::f16::from_f32(x).to_bits();
+    }
+}
+
 /// `e^x` exactly as ggml's AVX2 `ggml_v_expf` computes it, lane by lane (ARM's
 /// optimized-routines expf: a degree-5 polynomial after range reduction, about 1 ulp).
 /// Matching it bit for bit keeps herd's activations equal to llama.cpp's, which matters once
@@ -198,6 +225,43 @@ mod x86 {
     }
 
     /// # Safety
+    /// F16C; `src` and `dst` have the same length.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY: `i + 8 <= len` elements of both slices.
+        unsafe {
+            while i + 8 <= src.len() {
+                _mm256_storeu_ps(d.add(i), _mm256_cvtph_ps(_mm_loadu_si128(s.add(i).cast())));
+                i += 8;
+            }
+        }
+        for (d, &h) in dst[i..].iter_mut().zip(&src[i..]) {
+            *d = half::f16::from_bits(h).to_f32();
+        }
+    }
+
+    /// # Safety
+    /// F16C; `src` and `dst` have the same length.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY: `i + 8 <= len` elements of both slices.
+        unsafe {
+            while i + 8 <= src.len() {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.add(i)));
+                _mm_storeu_si128(d.add(i).cast(), h);
+                i += 8;
+            }
+        }
+        for (d, &x) in dst[i..].iter_mut().zip(&src[i..]) {
+            *d = half::f16::from_f32(x).to_bits();
+        }
+    }
+
+    /// # Safety
     /// The CPU must have AVX2 and FMA; `gate` and `up` have the same length, a multiple of 8.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
@@ -307,6 +371,51 @@ mod tests {
                 (s % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    /// The vector conversions against `half`'s, bit for bit, on values that round every way:
+    /// ties (even and odd), subnormals, overflow to infinity, infinities, and a 13-element
+    /// tail past the vector width.
+    #[test]
+    fn f16_conversions_match_half_bit_for_bit() {
+        let mut xs = values(1000, 3);
+        for x in xs.iter_mut() {
+            *x *= 70_000.0;
+        }
+        let tie_even = f32::from_bits(0x3f80_1000); // 1 + 2^-11: halfway, rounds down to 1
+        let tie_odd = f32::from_bits(0x3f80_3000); // 1 + 3·2^-11: halfway, rounds up
+        xs.extend([
+            tie_even,
+            tie_odd,
+            -tie_odd,
+            1e-6,
+            -3e-7,
+            6e-8,
+            65_520.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+        ]);
+        let mut h = vec![0u16; xs.len()];
+        f32_to_f16(&xs, &mut h);
+        for (i, (&x, &got)) in xs.iter().zip(&h).enumerate() {
+            assert_eq!(got, half::f16::from_f32(x).to_bits(), "element {i}: {x}");
+        }
+        assert_eq!(h[1000], 0x3c00);
+        assert_eq!(h[1001], 0x3c02);
+        assert_eq!(h[1006], 0x7c00, "65520 overflows to infinity");
+        let mut back = vec![0f32; h.len()];
+        f16_to_f32(&h, &mut back);
+        for (i, (&b, &hb)) in back.iter().zip(&h).enumerate() {
+            assert_eq!(
+                b.to_bits(),
+                half::f16::from_bits(hb).to_f32().to_bits(),
+                "element {i}"
+            );
+        }
     }
 
     #[test]

@@ -4,15 +4,21 @@ mod common;
 
 use common::*;
 use herd_model::Model;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::{CacheType, Engine, Logits, SeqInput};
+
+/// How far from transformers' logits each cache type may be: an f32 cache keeps the keys and
+/// values as computed; an f16 cache rounds them to 11 significant bits, which moved these
+/// models' logits by at most 4e-4 (llama.cpp's default cache does the same).
+const CACHE_TYPES: [(CacheType, f32); 2] = [(CacheType::F32, 1e-4), (CacheType::F16, 2e-3)];
 
 #[test]
 fn engine_prompt_logits_match_transformers_for_every_architecture() {
     for arch in HF_TINY {
         let g = golden(arch);
         let model = Model::open(hf_tiny(arch)).unwrap();
-        for threads in [1, 2] {
+        for (threads, (ct, tol)) in [1, 2].into_iter().flat_map(|t| CACHE_TYPES.map(|c| (t, c))) {
             let mut e = Engine::new(&model, threads).unwrap();
+            e.set_cache_type(ct);
             let mut cache = e.new_cache(64);
             let logits = e
                 .forward(&mut [SeqInput {
@@ -26,8 +32,8 @@ fn engine_prompt_logits_match_transformers_for_every_architecture() {
             for (pos, want) in g.logits.iter().enumerate() {
                 let d = max_abs_diff(&logits[pos * v..(pos + 1) * v], want);
                 assert!(
-                    d < 1e-4,
-                    "{arch} ({threads} threads): position {pos}: max |Δ| = {d}"
+                    d < tol,
+                    "{arch} ({threads} threads, {ct} cache): position {pos}: max |Δ| = {d}"
                 );
             }
         }
@@ -43,10 +49,16 @@ fn engine_cached_decoding_matches_transformers_generate() {
         // Decoding goes on in the prompt's own cache, and in a copy of its prefix into a cache
         // of another capacity (as evaluation shares a prompt between its choices): each head's
         // rows start at a capacity-dependent place, so a copy that kept the source's offsets
-        // would read other heads' keys.
-        for copied in [false, true] {
+        // would read other heads' keys. Each with either cache type.
+        for (copied, (ct, tol)) in [false, true]
+            .into_iter()
+            .flat_map(|c| CACHE_TYPES.map(|t| (c, t)))
+        {
+            // A copied f16 cache is filled from an f32 prompt cache (rounding on the copy).
+            e.set_cache_type(if copied { CacheType::F32 } else { ct });
             let mut prompt_cache = e.new_cache(64);
             let mut last = last_logits(&mut e, &mut prompt_cache, &g.input_ids);
+            e.set_cache_type(ct);
             let mut cache = if copied {
                 let mut c = e.new_cache(97);
                 c.copy_prefix_from(&prompt_cache, g.input_ids.len())
@@ -59,8 +71,8 @@ fn engine_cached_decoding_matches_transformers_generate() {
             for (step, want) in g.step_logits.iter().enumerate() {
                 let d = max_abs_diff(&last, want);
                 assert!(
-                    d < 1e-4,
-                    "{arch} (copied: {copied}): step {step}: max |Δ| = {d}"
+                    d < tol,
+                    "{arch} ({ct} cache, copied: {copied}): step {step}: max |Δ| = {d}"
                 );
                 let next = argmax(&last);
                 generated.push(next);
@@ -68,7 +80,7 @@ fn engine_cached_decoding_matches_transformers_generate() {
             }
             assert_eq!(
                 generated, g.greedy_new_ids,
-                "{arch} (copied: {copied}): greedy ids"
+                "{arch} ({ct} cache, copied: {copied}): greedy ids"
             );
         }
     }

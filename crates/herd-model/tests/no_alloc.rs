@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use herd_model::Model;
-use herd_model::engine::{Engine, Logits, SeqInput};
+use herd_model::engine::{CacheType, Engine, Logits, SeqInput};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -33,7 +33,10 @@ fn decoding_allocates_nothing_per_token() {
         .join("../../../shared/golden/hf-tiny/gemma2");
     let model = Model::open(path).unwrap();
     let mut e = Engine::new(&model, 2).unwrap();
-    let (mut a, mut b) = (e.new_cache(128), e.new_cache(128));
+    // One sequence with each cache type.
+    let mut a = e.new_cache(128);
+    e.set_cache_type(CacheType::F16);
+    let mut b = e.new_cache(128);
     let prompt = [5u32, 6, 7, 8, 9];
     e.forward(&mut [
         SeqInput {

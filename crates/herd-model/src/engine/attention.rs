@@ -4,14 +4,19 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use herd_kernels::attention::{KEYS_PER_BLOCK, Rows, Tile};
 use herd_kernels::matmul::SharedMut;
 use herd_kernels::pool::ThreadPool;
 
-use super::{Buffers, SeqInput, ops};
+use super::{Buffers, CacheType, SeqInput, ops};
 use crate::spec::ModelSpec;
 
 /// One unit of attention work: rows `row..row + rows` (of one sequence) × heads
-/// `head..head + heads`, one of the two counts being 1. Up to 8 of them are a tile's lanes.
+/// `head..head + heads` (which share one key/value head).
+///
+/// - A lone row with one head: a dot product per key ([`attend`]'s single path).
+/// - A lone row with several heads (decoding): one tile, the heads in its lanes.
+/// - Several rows (a prompt): tiles of 8 consecutive rows, each with every head in turn.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Item {
     row: usize,
@@ -20,54 +25,78 @@ pub(super) struct Item {
     heads: usize,
 }
 
-/// Fills `b.work` with this step's items and sizes each thread's score buffer.
+/// Most tiles of a prompt in one item. An f16 cache's keys and values are widened to f32 once
+/// per item, for all of its tiles and heads: per tile and head, the widening cost a prompt 5 to
+/// 11 % at 2048 cached tokens, as TinyLlama's 8 heads per key/value head widened each key 8
+/// times per tile.
+const MAX_RUN: usize = 8;
+
+/// Fills `b.work` with this step's items and sizes each thread's buffers.
 ///
-/// A prompt's rows go in tiles of up to 8 consecutive rows of one sequence, head by head (they
-/// share their keys). A lone row (decoding) goes with the heads that share a key/value head,
-/// up to 8 at a time, so each cached key and value is read once for all of them.
+/// A prompt's rows go in runs of tiles of up to 8 consecutive rows of one sequence, each run
+/// with the heads of one key/value head; a lone row (decoding) goes with the heads that share
+/// a key/value head, up to 8 at a time (the lanes of one tile). Either way each cached key and
+/// value is read once for all of them.
 pub(super) fn plan(spec: &ModelSpec, pool: &ThreadPool, seqs: &[SeqInput<'_>], b: &mut Buffers) {
-    let (nh, group) = (spec.n_heads, spec.n_heads / spec.n_kv_heads);
+    let (nkv, group) = (spec.n_kv_heads, spec.n_heads / spec.n_kv_heads);
+    let nth = pool.n_threads();
     let n = b.rows.len();
     b.work.clear();
+    let mut widened = false;
     let mut row = 0;
     while row < n {
+        let si = b.rows[row].0;
         let mut end = row + 1;
-        while end < n && end - row < 8 && b.rows[end].0 == b.rows[row].0 {
+        while end < n && b.rows[end].0 == si {
             end += 1;
         }
-        let rows = end - row;
-        if rows == 1 && group > 1 {
-            for kvh in 0..spec.n_kv_heads {
-                for h0 in (0..group).step_by(8) {
-                    let (head, heads) = (kvh * group + h0, (group - h0).min(8));
+        if end - row == 1 {
+            for kvh in 0..nkv {
+                // Heads one at a time where none share a key/value head (the single path).
+                let per = if group > 1 { 8 } else { 1 };
+                for h0 in (0..group).step_by(per) {
                     b.work.push(Item {
                         row,
-                        rows,
-                        head,
-                        heads,
+                        rows: 1,
+                        head: kvh * group + h0,
+                        heads: (group - h0).min(per),
                     });
                 }
             }
         } else {
-            b.work.extend((0..nh).map(|head| Item {
-                row,
-                rows,
-                head,
-                heads: 1,
-            }));
+            widened |= seqs[si].cache.cache_type() == CacheType::F16;
+            // Shorter runs where there are few: at least 4 items per thread to share out.
+            let tiles = (end - row).div_ceil(8);
+            let run = (tiles * nkv / (4 * nth)).clamp(1, MAX_RUN);
+            for t0 in (0..tiles).step_by(run) {
+                let r0 = row + 8 * t0;
+                let r1 = (r0 + 8 * run).min(end);
+                b.work.extend((0..nkv).map(|kvh| Item {
+                    row: r0,
+                    rows: r1 - r0,
+                    head: kvh * group,
+                    heads: group,
+                }));
+            }
         }
         row = end;
     }
     // Sized to the caches' capacity, not the current length, so that they do not grow (and
-    // reallocate) as a sequence lengthens: a tile's scores for 8 queries, then its transposed
-    // queries and output.
+    // reallocate) as a sequence lengthens: a tile's scores for 8 queries and a block of f16
+    // rows widened, then its transposed queries and output; and where a prompt meets an f16
+    // cache, one key/value head's keys and values widened.
     let max_ctx = seqs.iter().map(|s| s.cache.capacity).max().unwrap_or(0);
-    let nth = pool.n_threads();
-    if b.scores.len() < nth {
-        b.scores.resize_with(nth, Vec::new);
-    }
-    for s in b.scores.iter_mut() {
-        super::grow(s, 8 * max_ctx + 16 * spec.head_dim);
+    let hd = spec.head_dim;
+    for (bufs, len) in [
+        (&mut b.scores, 8 * max_ctx + (KEYS_PER_BLOCK + 16) * hd),
+        (&mut b.wide, if widened { 2 * max_ctx * hd } else { 0 }),
+    ] {
+        if bufs.len() < nth {
+            bufs.resize_with(nth, Vec::new);
+        }
+        for s in bufs.iter_mut() {
+            super::grow(s, len);
+        }
     }
 }
 
@@ -90,17 +119,19 @@ pub(super) fn attend(
     let q = &b.q;
     let attn = SharedMut(b.attn.as_mut_ptr());
     let scores = SharedMut(b.scores.as_mut_ptr());
-    // Items (`b.work`) are claimed one at a time, last tile first: a causal prompt's
-    // later tiles attend to more keys, so contiguous shares per thread (as before) left
-    // the first thread idle for most of a prompt's attention, and the longest items
-    // going first leaves the least to wait for at the end.
+    let wide = SharedMut(b.wide.as_mut_ptr());
+    // Items (`b.work`) are claimed one at a time, last first: a causal prompt's later tiles
+    // attend to more keys, so contiguous shares per thread (as before) left the first thread
+    // idle for most of a prompt's attention, and the longest items going first leaves the
+    // least to wait for at the end.
     let work = &b.work;
     let items = work.len();
     let next = AtomicUsize::new(0);
     pool.run(|ith, _| {
-        let (scores, attn) = (scores, attn);
-        // SAFETY: each thread uses only its own score buffer.
+        let (scores, attn, wide) = (scores, attn, wide);
+        // SAFETY: each thread uses only its own buffers.
         let sc_buf: &mut Vec<f32> = unsafe { &mut *scores.at(ith) };
+        let wide: &mut Vec<f32> = unsafe { &mut *wide.at(ith) };
         loop {
             let claimed = next.fetch_add(1, Ordering::Relaxed);
             if claimed >= items {
@@ -115,23 +146,12 @@ pub(super) fn attend(
             let (si, _) = rows[r0];
             let c = &*seqs[si].cache;
             let kvh = head / group;
-            // This head's rows, `hd` floats apart.
+            // This head's rows, `hd` elements apart.
             let off = c.head_offset(li, kvh);
-            let (kc, vc) = (&c.k[off..], &c.v[off..]);
+            let (mut kc, mut vc) = (c.k.rows(off), c.v.rows(off));
             let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            if count > 1 || heads > 1 {
-                // The tile's lanes are a prompt's queries of one head, or a lone row's
-                // (decoding's) heads that share key/value head `kvh`: either way each
-                // cached key and value is read once for all of them, with no horizontal
-                // sum per key.
-                let lanes = count.max(heads);
-                let lane = |l: usize| {
-                    if count > 1 {
-                        (r0 + l, head)
-                    } else {
-                        (r0, head + l)
-                    }
-                };
+            // Runs one tile: lane `l < lanes` is `lane(l)`'s (row, head).
+            let mut tile = |lanes: usize, lane: &dyn Fn(usize) -> (usize, usize), k, v| {
                 let len = sc_buf.len();
                 let (sc, rest) = sc_buf.split_at_mut(len - 16 * hd);
                 let (qt, out) = rest.split_at_mut(8 * hd);
@@ -145,10 +165,10 @@ pub(super) fn attend(
                         qt[d * 8 + l] = q[r * qd + h * hd + d];
                     }
                 }
-                let tile = herd_kernels::attention::Tile {
+                let t = Tile {
                     q: qt,
-                    k: kc,
-                    v: vc,
+                    k,
+                    v,
                     stride: hd,
                     hd,
                     lo,
@@ -156,7 +176,7 @@ pub(super) fn attend(
                     scale,
                     softcap,
                 };
-                herd_kernels::attention::attend8(&tile, sc, out);
+                herd_kernels::attention::attend8(&t, sc, out);
                 for l in 0..lanes {
                     let (r, h) = lane(l);
                     // SAFETY: (row, head) pairs are disjoint between threads.
@@ -165,15 +185,42 @@ pub(super) fn attend(
                         *x = out[d * 8 + l];
                     }
                 }
+            };
+            if count > 1 {
+                // A prompt's run of tiles. An f16 cache's span for it is widened once here,
+                // for every tile and head of the run.
+                let (lo, hi) = (first_key(rows[r0].1), rows[r0 + count - 1].1);
+                if let (Rows::F16(k16), Rows::F16(v16)) = (kc, vc) {
+                    let half = wide.len() / 2;
+                    let (wk, wv) = wide.split_at_mut(half);
+                    let span = lo * hd..(hi + 1) * hd;
+                    herd_kernels::vec::f16_to_f32(&k16[span.clone()], &mut wk[span.clone()]);
+                    herd_kernels::vec::f16_to_f32(&v16[span.clone()], &mut wv[span]);
+                    (kc, vc) = (Rows::F32(wk), Rows::F32(wv));
+                }
+                for t0 in (r0..r0 + count).step_by(8) {
+                    let lanes = (r0 + count - t0).min(8);
+                    for h in head..head + heads {
+                        tile(lanes, &|l| (t0 + l, h), kc, vc);
+                    }
+                }
+                continue;
+            }
+            if heads > 1 {
+                // Decoding: the heads that share key/value head `kvh` are the tile's lanes, so
+                // each cached key and value is read once for all of them, with no horizontal
+                // sum per key.
+                tile(heads, &|l| (r0, head + l), kc, vc);
                 continue;
             }
             let (r, pos) = (r0, rows[r0].1);
             let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
             let lo = first_key(pos);
-            let sc = &mut sc_buf[..pos + 1 - lo];
+            let len = sc_buf.len();
+            let (sc, row) = sc_buf.split_at_mut(len - hd);
+            let sc = &mut sc[..pos + 1 - lo];
             for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
-                let kv = &kc[j * hd..(j + 1) * hd];
-                *s = ops::dot(qv, kv) * scale;
+                *s = ops::dot(qv, kc.row(j * hd, row)) * scale;
             }
             if let Some(cap) = softcap {
                 ops::softcap(sc, cap);
@@ -183,7 +230,7 @@ pub(super) fn attend(
             let out = unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + head * hd), hd) };
             out.fill(0.0);
             for (j, &p) in (lo..=pos).zip(sc.iter()) {
-                ops::axpy(p, &vc[j * hd..(j + 1) * hd], out);
+                ops::axpy(p, vc.row(j * hd, row), out);
             }
         }
     });

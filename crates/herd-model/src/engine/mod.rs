@@ -12,6 +12,7 @@ mod ops;
 
 pub use lora::{LayerLora, LoraPair};
 
+use herd_kernels::attention::Rows;
 use herd_kernels::matmul::{WeightRef, matmul};
 use herd_kernels::pool::ThreadPool;
 
@@ -20,16 +21,113 @@ use crate::model::{LayerTensors, Model, ModelTensors};
 use crate::spec::ModelSpec;
 use crate::tensor::StoredTensor;
 
+/// The element type of a [`KvCache`]'s keys and values.
+///
+/// f16 halves the cache's memory and the bytes each decoded token reads from it, as
+/// llama.cpp's default cache does; it rounds keys and values to 11 significant bits, which
+/// moves logits by about 1e-3. f32, the engine's default, keeps them exactly as computed (the
+/// commands that generate text choose f16).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl CacheType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            CacheType::F32 => 4,
+            CacheType::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheType::F32 => "f32",
+            CacheType::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for CacheType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(CacheType::F32),
+            "f16" => Ok(CacheType::F16),
+            _ => Err(format!("cache type {s:?}: f16 or f32")),
+        }
+    }
+}
+
+impl std::fmt::Display for CacheType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A cache's keys or values, in its element type.
+enum Store {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+impl Store {
+    fn new(t: CacheType, n: usize) -> Store {
+        match t {
+            CacheType::F32 => Store::F32(vec![0.0; n]),
+            CacheType::F16 => Store::F16(vec![0; n]),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Store::F32(x) => x.len(),
+            Store::F16(x) => x.len(),
+        }
+    }
+
+    /// Writes `src` at element `at`, rounded to the store's type.
+    fn put(&mut self, at: usize, src: &[f32]) {
+        match self {
+            Store::F32(x) => x[at..at + src.len()].copy_from_slice(src),
+            Store::F16(x) => herd_kernels::vec::f32_to_f16(src, &mut x[at..at + src.len()]),
+        }
+    }
+
+    /// Copies `len` elements of `other` from `src` to `dst`, converting between types.
+    fn copy_from(&mut self, dst: usize, other: &Store, src: usize, len: usize) {
+        let (d, s) = (dst..dst + len, src..src + len);
+        match (self, other) {
+            (Store::F32(x), Store::F32(y)) => x[d].copy_from_slice(&y[s]),
+            (Store::F16(x), Store::F16(y)) => x[d].copy_from_slice(&y[s]),
+            (Store::F16(x), Store::F32(y)) => herd_kernels::vec::f32_to_f16(&y[s], &mut x[d]),
+            (Store::F32(x), Store::F16(y)) => herd_kernels::vec::f16_to_f32(&y[s], &mut x[d]),
+        }
+    }
+
+    /// The elements from `at` on.
+    fn rows(&self, at: usize) -> Rows<'_> {
+        match self {
+            Store::F32(x) => Rows::F32(&x[at..]),
+            Store::F16(x) => Rows::F16(&x[at..]),
+        }
+    }
+}
+
 /// Keys and values of one sequence, for every layer, in a buffer allocated up front.
 ///
-/// Head-major: each key/value head's rows are one run of `capacity · head_dim` floats, so the
-/// attention over one head reads one stream. Token-major rows (`[capacity, kv_dim]`) put the
-/// other heads between two rows of one head; decoding at 2048 cached tokens then took 2.8
+/// Head-major: each key/value head's rows are one run of `capacity · head_dim` elements, so
+/// the attention over one head reads one stream. Token-major rows (`[capacity, kv_dim]`) put
+/// the other heads between two rows of one head; decoding at 2048 cached tokens then took 2.8
 /// times as long per head, from memory, as the hardware prefetcher fetched the lines between.
 pub struct KvCache {
     /// `[n_layers, n_kv_heads, capacity, head_dim]`
-    k: Vec<f32>,
-    v: Vec<f32>,
+    k: Store,
+    v: Store,
     len: usize,
     capacity: usize,
     kv_dim: usize,
@@ -50,6 +148,19 @@ impl KvCache {
         self.capacity
     }
 
+    /// The keys' and values' element type.
+    pub fn cache_type(&self) -> CacheType {
+        match self.k {
+            Store::F32(_) => CacheType::F32,
+            Store::F16(_) => CacheType::F16,
+        }
+    }
+
+    /// Bytes of keys and values held for the full capacity.
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.cache_type().size()
+    }
+
     /// Forgets everything after the first `len` tokens (to rewind or reuse a prefix).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
@@ -60,7 +171,8 @@ impl KvCache {
     }
 
     /// Makes this cache hold the first `n` tokens of `other` (a cache of the same model),
-    /// copying their keys and values: `n` completions of one prompt share its prefill.
+    /// copying their keys and values: `n` completions of one prompt share its prefill. A
+    /// cache of the other element type converts them.
     pub fn copy_prefix_from(&mut self, other: &KvCache, n: usize) -> Result<()> {
         if other.kv_dim != self.kv_dim
             || other.head_dim != self.head_dim
@@ -81,8 +193,8 @@ impl KvCache {
         for l in 0..layers {
             for h in 0..self.kv_dim / self.head_dim.max(1) {
                 let (src, dst) = (other.head_offset(l, h), self.head_offset(l, h));
-                self.k[dst..dst + len].copy_from_slice(&other.k[src..src + len]);
-                self.v[dst..dst + len].copy_from_slice(&other.v[src..src + len]);
+                self.k.copy_from(dst, &other.k, src, len);
+                self.v.copy_from(dst, &other.v, src, len);
             }
         }
         self.len = n;
@@ -142,6 +254,9 @@ struct Buffers {
     sin: Vec<f32>,
     /// Per thread: attention scores over one sequence's keys.
     scores: Vec<Vec<f32>>,
+    /// Per thread: one key/value head's keys, then values, widened from an f16 cache for a
+    /// prompt's tiles (`[2][capacity][head_dim]`).
+    wide: Vec<Vec<f32>>,
     /// Per new token: (sequence index, position).
     rows: Vec<(usize, usize)>,
     /// Attention's items for the current step (`attention::plan`).
@@ -169,6 +284,8 @@ pub struct Engine {
     buf: Buffers,
     /// Run-time adapters, one entry per layer (empty: none).
     lora: Vec<LayerLora>,
+    /// The element type of the caches [`Engine::new_cache`] makes.
+    cache_type: CacheType,
 }
 
 /// Puts the matrices decode streams in one huge-page map, in the order decode reads them
@@ -261,7 +378,17 @@ impl Engine {
             pool,
             buf,
             lora: vec![],
+            cache_type: CacheType::default(),
         })
+    }
+
+    /// Makes later [`Engine::new_cache`] calls use `t` (caches made before keep theirs).
+    pub fn set_cache_type(&mut self, t: CacheType) {
+        self.cache_type = t;
+    }
+
+    pub fn cache_type(&self) -> CacheType {
+        self.cache_type
     }
 
     /// How many matrices this engine holds grouped for decoding (`herd_kernels::interleave`).
@@ -313,13 +440,13 @@ impl Engine {
         self.pool.n_threads()
     }
 
-    /// A cache for a sequence of up to `capacity` tokens.
+    /// A cache for a sequence of up to `capacity` tokens, of the engine's cache type.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         let kv_dim = self.spec.kv_dim();
         let n = self.spec.n_layers * capacity * kv_dim;
         KvCache {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            k: Store::new(self.cache_type, n),
+            v: Store::new(self.cache_type, n),
             len: 0,
             capacity,
             kv_dim,
@@ -339,6 +466,7 @@ impl Engine {
             pool,
             buf: b,
             lora: adapters,
+            ..
         } = self;
         let spec = &*spec;
         let (h, qd, kvd, ff, v) = (
@@ -540,8 +668,8 @@ impl Engine {
                 for kvh in 0..spec.n_kv_heads {
                     let at = c.head_offset(li, kvh) + pos * hd;
                     let from = r * kvd + kvh * hd;
-                    c.k[at..at + hd].copy_from_slice(&b.k[from..from + hd]);
-                    c.v[at..at + hd].copy_from_slice(&b.v[from..from + hd]);
+                    c.k.put(at, &b.k[from..from + hd]);
+                    c.v.put(at, &b.v[from..from + hd]);
                 }
             }
             attention::attend(spec, pool, b, li, seqs);

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use herd_model::engine::{Engine, KvCache, Logits, SeqInput};
+use herd_model::engine::{CacheType, Engine, KvCache, Logits, SeqInput};
 use serde_json::json;
 
 #[derive(clap::Args)]
@@ -40,6 +40,8 @@ pub struct Args {
     /// Thread counts to measure [default: CPUs available to this process].
     #[arg(short, long, value_delimiter = ',')]
     pub threads: Vec<usize>,
+    #[arg(long, default_value_t = CacheType::F16, help = super::CACHE_TYPE_HELP)]
+    pub cache_type: CacheType,
     /// Repetitions of each test.
     #[arg(short, long, default_value_t = 3)]
     pub repetitions: usize,
@@ -116,6 +118,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut rss_run: Option<u64> = None;
     for &th in &threads {
         let mut e = Engine::new(&model, th)?;
+        e.set_cache_type(a.cache_type);
         let tests: Vec<(&str, usize)> = a
             .n_prompt
             .iter()
@@ -156,6 +159,7 @@ pub fn run(a: Args) -> Result<()> {
                         "{}",
                         json!({"model": model.path, "arch": model.spec.arch.name(), "types": types, "size": size,
                                "params": params, "threads": th, "test": test, "n_depth": depth,
+                               "type_k": a.cache_type.name(), "type_v": a.cache_type.name(),
                                "tokens_per_second": mean, "stddev": sd, "samples": rates})
                     );
                 } else {

@@ -10,6 +10,7 @@ use herd_eval::ratings::{self, Method};
 use herd_eval::runner::{self, RunOptions};
 use herd_eval::store::Store;
 use herd_eval::task::Task;
+use herd_model::engine::CacheType;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -101,6 +102,10 @@ pub struct RunArgs {
     /// Threads of the local engine.
     #[arg(short, long)]
     pub threads: Option<usize>,
+    /// Element type of the local engine's KV cache: f32 (log-likelihoods exactly as computed,
+    /// as lm-eval's float32 runs find them) or f16 (half the memory; they move by a few 1e-4).
+    #[arg(long, default_value_t = CacheType::F32)]
+    pub cache_type: CacheType,
     /// Requests in flight to an endpoint at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -198,11 +203,18 @@ fn endpoint(url: &str, model: Option<&str>, a: &RunArgs) -> Result<Endpoint> {
     Ok(e)
 }
 
+/// The model `arg` run by this process's engine.
+fn local(arg: &str, threads: usize, add_bos: bool, cache: CacheType) -> Result<Local> {
+    let mut l = Local::open(&super::model_path(arg)?, threads, add_bos)?;
+    l.engine.set_cache_type(cache);
+    Ok(l)
+}
+
 fn run_task(a: RunArgs) -> Result<()> {
     let task = Task::load(&a.task, a.data_dir.as_deref())?;
     let threads = a.threads.unwrap_or_else(super::default_threads);
     let mut backend: Box<dyn Backend> = match (&a.model, &a.endpoint) {
-        (Some(m), _) => Box::new(Local::open(&super::model_path(m)?, threads, a.add_bos)?),
+        (Some(m), _) => Box::new(local(m, threads, a.add_bos, a.cache_type)?),
         (None, Some(url)) => {
             let mut e = endpoint(url, a.endpoint_model.as_deref(), &a)?;
             if let Some(t) = &a.tokenizer {
@@ -218,11 +230,7 @@ fn run_task(a: RunArgs) -> Result<()> {
     };
     let mut judge: Option<Box<dyn Backend>> = match (&a.judge_endpoint, &a.judge_model) {
         (Some(url), _) => Some(Box::new(endpoint(url, a.judge_name.as_deref(), &a)?)),
-        (None, Some(m)) => Some(Box::new(Local::open(
-            &super::model_path(m)?,
-            threads,
-            false,
-        )?)),
+        (None, Some(m)) => Some(Box::new(local(m, threads, false, a.cache_type)?)),
         _ => None,
     };
     let mut store = Store::open(&a.db.db)?;

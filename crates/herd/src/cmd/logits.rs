@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use herd_model::engine::{Logits, SeqInput};
+use herd_model::engine::{CacheType, Logits, SeqInput};
 use herd_model::reference::{Layout, RefModel};
 
 #[derive(clap::Args)]
@@ -35,6 +35,11 @@ pub struct Args {
     /// Threads for the fast engine [default: CPUs available to this process].
     #[arg(long, short)]
     pub threads: Option<usize>,
+    /// Element type of the fast engine's KV cache. f32 by default: this command's logits are
+    /// for comparing against other implementations, and an f16 cache moves them by about
+    /// 1e-3 (f16 is what run, chat, serve and eval use).
+    #[arg(long, default_value_t = CacheType::F32)]
+    pub cache_type: CacheType,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -70,6 +75,7 @@ pub fn run(a: Args) -> Result<()> {
         let mut e = super::engine(
             &model,
             a.threads.unwrap_or_else(super::default_threads),
+            a.cache_type,
             a.lora.as_deref(),
         )?;
         let mut cache = e.new_cache(ids.len());

@@ -77,14 +77,20 @@ pub fn open_model(arg: &str) -> anyhow::Result<herd_model::Model> {
     Ok(herd_model::Model::open(model_path(arg)?)?)
 }
 
-/// An engine over `model` with `threads` threads and, when given, the PEFT adapter in the
-/// folder `lora` applied at run time beside the unchanged base weights.
+/// Help of every command's `--cache-type`.
+pub const CACHE_TYPE_HELP: &str = "Element type of the KV cache: f16 (half the memory, as \
+llama.cpp's default; logits move by about 1e-3) or f32 (keys and values exactly as computed)";
+
+/// An engine over `model` with `threads` threads, caches of `cache` and, when given, the
+/// PEFT adapter in the folder `lora` applied at run time beside the unchanged base weights.
 pub fn engine(
     model: &herd_model::Model,
     threads: usize,
+    cache: herd_model::engine::CacheType,
     lora: Option<&std::path::Path>,
 ) -> anyhow::Result<herd_model::engine::Engine> {
     let mut e = herd_model::engine::Engine::new(model, threads)?;
+    e.set_cache_type(cache);
     if let Some(dir) = lora {
         let adapter = herd_train::adapter::Adapter::read(dir)?;
         let layers = herd_train::merge::engine_lora(model, &adapter).map_err(|e| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow, bail};
 use herd_generate::{GenerateOptions, SamplerConfig, Truncation};
 use herd_model::Model;
-use herd_model::engine::Engine;
+use herd_model::engine::{CacheType, Engine};
 use herd_model::tokenizer::Tokenizer;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -64,6 +64,8 @@ pub struct GenArgs {
     /// Threads [default: CPUs available to this process].
     #[arg(short, long)]
     pub threads: Option<usize>,
+    #[arg(long, default_value_t = CacheType::F16, help = super::CACHE_TYPE_HELP)]
+    pub cache_type: CacheType,
     /// Apply this PEFT LoRA adapter (a folder with adapter_config.json and
     /// adapter_model.safetensors, e.g. from `herd tune`) at run time.
     #[arg(long, value_name = "DIR")]
@@ -134,7 +136,12 @@ impl GenArgs {
     pub fn load(&self, model_arg: &str) -> Result<(Model, Tokenizer, Engine)> {
         let model = super::open_model(model_arg)?;
         let tok = Tokenizer::for_model(&model)?;
-        let engine = super::engine(&model, self.threads(), self.lora.as_deref())?;
+        let engine = super::engine(
+            &model,
+            self.threads(),
+            self.cache_type,
+            self.lora.as_deref(),
+        )?;
         Ok((model, tok, engine))
     }
 
@@ -151,10 +158,14 @@ impl GenArgs {
             model.spec.context_length
         );
         eprintln!("threads    {}", self.threads());
+        let ctx = self.context(model);
+        let cache_bytes =
+            2 * model.spec.n_layers * model.spec.kv_dim() * ctx * self.cache_type.size();
         eprintln!(
-            "context    {} tokens (truncate: {})",
-            self.context(model),
-            self.truncate
+            "context    {ctx} tokens (truncate: {}), KV cache {} ({})",
+            self.truncate,
+            self.cache_type,
+            super::human_bytes(cache_bytes as u64)
         );
         eprintln!(
             "sampling   temp {} top_k {} top_p {} min_p {} repeat_penalty {} (last {}) presence {} frequency {} seed {}",

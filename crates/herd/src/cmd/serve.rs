@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use herd_model::engine::CacheType;
 use herd_model::template::ChatTemplate;
 use herd_model::tokenizer::Tokenizer;
 use herd_server::scheduler::{Scheduler, SchedulerConfig, TokenPieces};
@@ -54,6 +55,8 @@ pub struct Args {
     /// Threads [default: CPUs available to this process].
     #[arg(short, long)]
     pub threads: Option<usize>,
+    #[arg(long, default_value_t = CacheType::F16, help = super::CACHE_TYPE_HELP)]
+    pub cache_type: CacheType,
     /// Seconds to let running requests finish after SIGTERM before cancelling them.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -68,7 +71,7 @@ pub fn run(a: Args) -> Result<()> {
         (choice, own) => Some(ChatTemplate::resolve(choice.as_deref(), own.as_deref())?),
     };
     let threads = a.threads.unwrap_or_else(super::default_threads);
-    let engine = super::engine(&model, threads, a.lora.as_deref())?;
+    let engine = super::engine(&model, threads, a.cache_type, a.lora.as_deref())?;
     let context = a.ctx.unwrap_or(model.spec.context_length.min(4096)).max(2);
     let name = a.name.clone().unwrap_or_else(|| {
         let stem = path
@@ -124,10 +127,19 @@ pub fn run(a: Args) -> Result<()> {
             .await
             .with_context(|| format!("binding {}:{}", a.host, a.port))?;
         let addr = listener.local_addr()?;
+        // Each sequence's cache is allocated when it first runs; this is all of them.
+        let cache_bytes = 2
+            * model.spec.n_layers
+            * model.spec.kv_dim()
+            * context
+            * a.parallel.max(1)
+            * a.cache_type.size();
         eprintln!(
-            "herd serve: {name} ({}, context {context} × {} sequences, {threads} threads) on http://{addr}{}",
+            "herd serve: {name} ({}, context {context} × {} sequences, {} KV cache up to {}, {threads} threads) on http://{addr}{}",
             model.spec.arch,
             a.parallel,
+            a.cache_type,
+            super::human_bytes(cache_bytes as u64),
             if a.api_key.is_some() { " (API key required)" } else { "" }
         );
         // Scripts wait for this line.
