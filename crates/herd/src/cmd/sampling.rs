@@ -159,8 +159,7 @@ impl GenArgs {
         );
         eprintln!("threads    {}", self.threads());
         let ctx = self.context(model);
-        let cache_bytes =
-            2 * model.spec.n_layers * model.spec.kv_dim() * ctx * self.cache_type.size();
+        let cache_bytes = self.cache_type.bytes(&model.spec, ctx);
         eprintln!(
             "context    {ctx} tokens (truncate: {}), KV cache {} ({})",
             self.truncate,

@@ -128,12 +128,7 @@ pub fn run(a: Args) -> Result<()> {
             .with_context(|| format!("binding {}:{}", a.host, a.port))?;
         let addr = listener.local_addr()?;
         // Each sequence's cache is allocated when it first runs; this is all of them.
-        let cache_bytes = 2
-            * model.spec.n_layers
-            * model.spec.kv_dim()
-            * context
-            * a.parallel.max(1)
-            * a.cache_type.size();
+        let cache_bytes = a.cache_type.bytes(&model.spec, context * a.parallel.max(1));
         eprintln!(
             "herd serve: {name} ({}, context {context} × {} sequences, {} KV cache up to {}, {threads} threads) on http://{addr}{}",
             model.spec.arch,
