@@ -266,8 +266,8 @@ mod x86 {
     /// else widened into `wide` (`[keys][hd]`, stride `hd`).
     ///
     /// # Safety
-    /// F16C; `rows` holds row `j0 + keys − 1` at `stride` (`hd` elements); for f16 rows
-    /// `wide` holds `keys·hd` floats.
+    /// AVX2 and F16C; `rows` holds row `j0 + keys − 1` at `stride` (`hd` elements); for f16
+    /// rows `wide` holds `keys·hd` floats.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn block(
@@ -283,19 +283,11 @@ mod x86 {
             Rows::F32(x) => (unsafe { x.as_ptr().add(j0 * stride) }, stride),
             Rows::F16(x) => {
                 for i in 0..keys {
-                    // SAFETY: rows and `wide` within the bounds the caller gives.
+                    // SAFETY: `wide` holds row `i` (the caller's bound); the source row is
+                    // sliced (checked).
                     unsafe {
-                        let (src, dst) = (x.as_ptr().add((j0 + i) * stride), wide.add(i * hd));
-                        let mut d = 0;
-                        while d + 8 <= hd {
-                            let h = _mm_loadu_si128(src.add(d).cast());
-                            _mm256_storeu_ps(dst.add(d), _mm256_cvtph_ps(h));
-                            d += 8;
-                        }
-                        while d < hd {
-                            *dst.add(d) = half::f16::from_bits(*src.add(d)).to_f32();
-                            d += 1;
-                        }
+                        let dst = std::slice::from_raw_parts_mut(wide.add(i * hd), hd);
+                        crate::vec::x86_f16_to_f32(&x[(j0 + i) * stride..][..hd], dst);
                     }
                 }
                 (wide.cast_const(), hd)
@@ -373,6 +365,13 @@ mod tests {
     use super::*;
     use crate::simd::tests::random_floats as values;
 
+    /// `x` rounded to f16 bits.
+    fn to16(x: &[f32]) -> Vec<u16> {
+        x.iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect()
+    }
+
     /// Both kernels against softmax attention computed in f64, lane by lane, with f32 rows
     /// and with f16 rows (the reference then reads the f16 values: widening is exact).
     #[test]
@@ -391,11 +390,6 @@ mod tests {
                 .map(|x| x * 3.0)
                 .collect();
             let v32 = values(keys * stride, 9 + hd as u64);
-            let to16 = |x: &[f32]| -> Vec<u16> {
-                x.iter()
-                    .map(|&x| half::f16::from_f32(x).to_bits())
-                    .collect()
-            };
             let (k16, v16) = (to16(&k32), to16(&v32));
             // Causal queries at the last 8 positions, one windowed lane, one repeated lane.
             let mut lo = [0u32; 8];
@@ -467,11 +461,6 @@ mod tests {
         let (hd, keys) = (64, 200);
         let q = values(8 * hd, 1);
         let (k, v) = (values(keys * hd, 2), values(keys * hd, 3));
-        let to16 = |x: &[f32]| -> Vec<u16> {
-            x.iter()
-                .map(|&x| half::f16::from_f32(x).to_bits())
-                .collect()
-        };
         let (k16, v16) = (to16(&k), to16(&v));
         let tile = |k, v| Tile {
             q: &q,

@@ -170,7 +170,7 @@ pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::expf8 as x86_expf8;
+pub(crate) use x86::{expf8 as x86_expf8, f16_to_f32 as x86_f16_to_f32};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -227,7 +227,7 @@ mod x86 {
     /// # Safety
     /// F16C; `src` and `dst` have the same length.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    pub(crate) unsafe fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         let mut i = 0;
         // SAFETY: `i + 8 <= len` elements of both slices.

@@ -65,7 +65,7 @@ pub(super) enum Store {
 }
 
 impl Store {
-    pub(super) fn new(t: CacheType, n: usize) -> Store {
+    fn new(t: CacheType, n: usize) -> Store {
         match t {
             CacheType::F32 => Store::F32(vec![0.0; n]),
             CacheType::F16 => Store::F16(vec![0; n]),
@@ -124,6 +124,20 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// An empty cache of `t` for up to `capacity` tokens of a model of `spec`.
+    pub(super) fn new(spec: &ModelSpec, capacity: usize, t: CacheType) -> KvCache {
+        let kv_dim = spec.kv_dim();
+        let n = spec.n_layers * capacity * kv_dim;
+        KvCache {
+            k: Store::new(t, n),
+            v: Store::new(t, n),
+            len: 0,
+            capacity,
+            kv_dim,
+            head_dim: spec.head_dim,
+        }
+    }
+
     /// Tokens held.
     pub fn len(&self) -> usize {
         self.len

@@ -14,7 +14,6 @@ mod ops;
 pub use cache::{CacheType, KvCache};
 pub use lora::{LayerLora, LoraPair};
 
-use cache::Store;
 use herd_kernels::matmul::{WeightRef, matmul};
 use herd_kernels::pool::ThreadPool;
 
@@ -258,16 +257,7 @@ impl Engine {
 
     /// A cache for a sequence of up to `capacity` tokens, of the engine's cache type.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
-        let kv_dim = self.spec.kv_dim();
-        let n = self.spec.n_layers * capacity * kv_dim;
-        KvCache {
-            k: Store::new(self.cache_type, n),
-            v: Store::new(self.cache_type, n),
-            len: 0,
-            capacity,
-            kv_dim,
-            head_dim: self.spec.head_dim,
-        }
+        KvCache::new(&self.spec, capacity, self.cache_type)
     }
 
     /// Runs the new tokens of every sequence in `seqs` and appends them to their caches.
