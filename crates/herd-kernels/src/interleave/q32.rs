@@ -3,12 +3,14 @@
 //!
 //! One block of a group holds exactly the bytes of the 8 ggml blocks it replaces (`r` a row of
 //! the group, `k < 4`, `e < 4`):
-//! - five-bit types only, first, `qh[8]` (u32) at [`QH`]: row `r`'s fifth bits, rearranged so
-//!   that one shift brings a step's four to bit 4 of its four bytes: element `4k + e`'s at bit
-//!   `8e + 4 + k` (shift right by `k`), element `16 + 4k + e`'s at bit `8e + k` (shift left by
-//!   `4 - k`); the kernel reads them before the quants, so they come first in the stream;
-//! - `qs[4][32]` at [`qs_at`]: step `k` holds, at `4r`, bytes `4k .. 4k + 4` of row `r`'s `qs`
-//!   (low nibbles: elements `4k + e`, high: `16 + 4k + e`);
+//! - five-bit types only, first, a word of 4 bytes per row at [`QH`]: byte `e`, bits `2k`,
+//!   `2k + 1`, hold the low two bits of step `k`'s high quant `e`; the kernel reads it before
+//!   the quants, so it comes first in the stream;
+//! - `qs[4][32]` at [`qs_at`]: step `k` holds 4 bytes of row `r` at `4r`, byte `e` for the
+//!   low quant of element `4k + e` and the high one of `16 + 4k + e`:
+//!   - four-bit types: row `r`'s `qs` byte `4k + e` as ggml has it (the nibbles);
+//!   - five-bit types: the low quant in bits 0..5, the high quant's top three in bits 5..8,
+//!     as Q5_K's (`q4_k`, which says why), so the kernels decode both alike;
 //! - `d[8]` (f16) at [`d_at`], and for the types with a min, `m[8]` (f16) after them.
 
 use super::GROUP;
@@ -45,32 +47,47 @@ pub(crate) const fn act_block(min: bool) -> (usize, usize) {
     if min { (36, 4) } else { (34, 2) }
 }
 
-/// Where fifth bit `i` of a ggml `qh` goes in the grouped word (Q5_K's words too).
-pub(super) const fn high_bit_at(i: usize) -> usize {
-    let (half, k, e) = (i / 16, i % 16 / 4, i % 4);
-    8 * e + k + if half == 0 { 4 } else { 0 }
+/// The quant (0..16, or 0..32 if `FIVE`) of element `i` of the ggml block `x`: the low
+/// (`i < 16`) or high nibble of `qs` byte `i % 16`, and if `FIVE` bit `i` of `qh` above it.
+fn ggml_quant<const FIVE: bool, const MIN: bool>(x: &[u8], i: usize) -> u8 {
+    let nibble = x[ggml_qs(FIVE, MIN) + i % 16] >> (4 * (i / 16)) & 0xF;
+    if FIVE {
+        let qh = u32::from_le_bytes(std::array::from_fn(|b| x[ggml_qh(MIN) + b]));
+        nibble | ((qh >> i & 1) as u8) << 4
+    } else {
+        nibble
+    }
 }
 
-fn spread_high(qh: u32) -> u32 {
-    (0..32).fold(0, |o, i| o | ((qh >> i) & 1) << high_bit_at(i))
-}
-
-fn gather_high(q: u32) -> u32 {
-    (0..32).fold(0, |o, i| o | ((q >> high_bit_at(i)) & 1) << i)
-}
-
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+/// The quant of element `4k + e` (`high == false`) or `16 + 4k + e` of row `r` of the group
+/// block `o`.
+fn quant<const FIVE: bool>(o: &[u8], r: usize, k: usize, e: usize, high: bool) -> u8 {
+    let byte = o[qs_at(FIVE) + 32 * k + 4 * r + e];
+    match (FIVE, high) {
+        (false, false) => byte & 0xF,
+        (false, true) => byte >> 4,
+        (true, false) => byte & 0x1F,
+        (true, true) => (byte >> 5) << 2 | o[QH + 4 * r + e] >> (2 * k) & 3,
+    }
 }
 
 /// Writes row `r`'s ggml block `x` into the group block `o`.
 pub(super) fn put_row_block<const FIVE: bool, const MIN: bool>(x: &[u8], r: usize, o: &mut [u8]) {
-    for (k, q) in x[ggml_qs(FIVE, MIN)..].chunks_exact(4).enumerate() {
-        o[qs_at(FIVE) + 32 * k + 4 * r..qs_at(FIVE) + 32 * k + 4 * r + 4].copy_from_slice(q);
-    }
     if FIVE {
-        let qh = spread_high(u32_at(x, ggml_qh(MIN)));
-        o[QH + 4 * r..QH + 4 * r + 4].copy_from_slice(&qh.to_le_bytes());
+        // Row `r` owns these bytes of the word; the steps' bits are or-ed in.
+        o[QH + 4 * r..QH + 4 * r + 4].fill(0);
+    }
+    for k in 0..4 {
+        for e in 0..4 {
+            let lo = ggml_quant::<FIVE, MIN>(x, 4 * k + e);
+            let hi = ggml_quant::<FIVE, MIN>(x, 16 + 4 * k + e);
+            o[qs_at(FIVE) + 32 * k + 4 * r + e] = if FIVE {
+                o[QH + 4 * r + e] |= (hi & 3) << (2 * k);
+                lo | (hi >> 2) << 5
+            } else {
+                lo | hi << 4
+            };
+        }
     }
     let d = d_at(FIVE);
     o[d + 2 * r..d + 2 * r + 2].copy_from_slice(&x[0..2]);
@@ -97,13 +114,19 @@ pub(super) fn row_of<const FIVE: bool, const MIN: bool>(
             let m = m_at(FIVE);
             x[2..4].copy_from_slice(&o[m + 2 * lane..m + 2 * lane + 2]);
         }
-        if FIVE {
-            let qh = gather_high(u32_at(o, QH + 4 * lane));
-            x[ggml_qh(MIN)..ggml_qh(MIN) + 4].copy_from_slice(&qh.to_le_bytes());
-        }
+        let mut qh = 0u32;
         for k in 0..4 {
-            let at = ggml_qs(FIVE, MIN) + 4 * k;
-            x[at..at + 4].copy_from_slice(&o[qs_at(FIVE) + 32 * k + 4 * lane..][..4]);
+            for e in 0..4 {
+                let (lo, hi) = (
+                    quant::<FIVE>(o, lane, k, e, false),
+                    quant::<FIVE>(o, lane, k, e, true),
+                );
+                x[ggml_qs(FIVE, MIN) + 4 * k + e] = (lo & 0xF) | (hi & 0xF) << 4;
+                qh |= ((lo >> 4) as u32) << (4 * k + e) | ((hi >> 4) as u32) << (16 + 4 * k + e);
+            }
+        }
+        if FIVE {
+            x[ggml_qh(MIN)..ggml_qh(MIN) + 4].copy_from_slice(&qh.to_le_bytes());
         }
     }
 }
@@ -122,15 +145,12 @@ pub(super) fn dot_group<const FIVE: bool, const MIN: bool>(g: &[u8], a: &[u8]) -
         let da = f16_at(y, 0);
         let q8 = &y[aq..aq + 32];
         for (r, out) in out.iter_mut().enumerate() {
-            let high = if FIVE { u32_at(o, QH + 4 * r) } else { 0 };
-            let fifth = |i: usize| (((high >> high_bit_at(i)) & 1) << 4) as i32;
             let mut isum = 0i32;
             for k in 0..4 {
                 for e in 0..4 {
-                    let byte = o[qs_at(FIVE) + 32 * k + 4 * r + e];
                     let (i, j) = (4 * k + e, 16 + 4 * k + e);
-                    let lo = (byte & 0xF) as i32 + fifth(i) - zero;
-                    let hi = (byte >> 4) as i32 + fifth(j) - zero;
+                    let lo = quant::<FIVE>(o, r, k, e, false) as i32 - zero;
+                    let hi = quant::<FIVE>(o, r, k, e, true) as i32 - zero;
                     isum += lo * q8[i] as i8 as i32 + hi * q8[j] as i8 as i32;
                 }
             }

@@ -1,22 +1,31 @@
 //! The grouped Q4_K and Q5_K formats (see the parent module): 8 rows per 256-element
 //! super-block, `FIVE` for Q5_K.
 //!
-//! A block of a group (`r` a row of the group, step `t = 8j + k` for `j < 4`, `k < 8`):
+//! A block of a group (`r` a row of the group, step `t = 8j + k` for `j < 4`, `k < 8`; the
+//! step's low quants are elements `64j + 4k + e`, `e < 4`, of sub-block `2j`, its high ones
+//! `64j + 32 + 4k + e` of sub-block `2j + 1`):
 //! - the 6-bit scales and mins unpacked, a byte each: scale of sub-block `s` at
 //!   `SC + 8s + r`, min at `MN + 16(s / 2) + 2r + s % 2`; then `d[8]` and `dmin[8]` (f16);
-//! - step `t` at [`qs_at`]: at `4r`, bytes `32j + 4k .. + 4` of row `r`'s `qs` (low nibbles:
-//!   elements `64j + 4k + e`, sub-block `2j`; high: `64j + 32 + 4k + e`, sub-block `2j + 1`);
-//! - Q5_K only, before each run of 4 steps `4w .. 4w + 4`, the word `w` of their fifth bits
-//!   at [`qh_at`] (u32 per row), laid out as Q5_0's (`q32`): the low nibble's bit of element
-//!   `e` of step `4w + kk` at `8e + 4 + kk`, the high nibble's at `8e + kk`, so one shift per
-//!   step brings four to bit 4 of its bytes.
+//! - step `t` at [`qs_at`], 4 bytes per row at `4r`, byte `e` for the pair of quants `e`:
+//!   - Q4_K: row `r`'s `qs` bytes `32j + 4k .. + 4` as ggml has them (low nibble the low
+//!     quant, high nibble the high one);
+//!   - Q5_K: the low quant's five bits in bits 0..5, the high quant's top three in bits 5..8;
+//! - Q5_K only, before each run of 4 steps `4w .. 4w + 4`, the word `w` at [`qh_at`] (u32
+//!   per row): byte `e`, bits `2kk, 2kk + 1`, hold the low two bits of the high quant `e` of
+//!   step `4w + kk`.
+//!
+//! Why Q5_K is not ggml's nibbles plus fifth bits: decoding a step from those takes 9 vector
+//! operations (3 for the nibbles, a shift, an `and` and an `or` to put each half's fifth bit
+//! in place), against 6 here (an `and` for the low quants; a shift and an `and` for the high
+//! ones' top bits, a shift, an `and` and an `or` for their low two). On AVX2 the grouped
+//! Q5_K product is bound by those operations, not by memory, on a fast host; the bytes read
+//! are the same.
 //!
 //! Everything is in the order the kernel reads it: the scales first (they are read after each
 //! sub-block pair's quants; behind all the quants, that load ran ahead of the hardware
-//! prefetcher and stalled), then the quants, each run of Q5_K steps after its fifth bits.
+//! prefetcher and stalled), then the quants, each run of Q5_K steps after its word.
 
 use super::GROUP;
-use super::q32::high_bit_at;
 use crate::dequant::scale_min_k4;
 use crate::types::{QK_K, f16_at, f32_at};
 
@@ -38,7 +47,7 @@ pub(crate) const fn qs_at(five: bool, t: usize) -> usize {
         HEAD + 32 * t
     }
 }
-/// Where the Q5_K fifth-bit word `w` (`< 8`, steps `4w .. 4w + 4`) of a block starts.
+/// Where the Q5_K word `w` (`< 8`, steps `4w .. 4w + 4`) of a block starts.
 pub(crate) const fn qh_at(w: usize) -> usize {
     HEAD + 160 * w
 }
@@ -51,39 +60,51 @@ const fn ggml_qs(five: bool) -> usize {
 }
 const Q8K: usize = 292;
 
-/// The bit of word `t / 4` that holds the fifth bit of element `e` (`< 4`) of step `t`'s low
-/// (`high == false`) or high nibbles.
-fn word_bit(t: usize, e: usize, high: bool) -> usize {
-    high_bit_at(16 * high as usize + 4 * (t % 4) + e)
-}
-
 /// The element of a super-block that step `t`'s low (high) nibble `e` holds.
 fn element(t: usize, e: usize, high: bool) -> usize {
     64 * (t / 8) + 32 * high as usize + 4 * (t % 8) + e
 }
 
+/// Where ggml keeps element `i`'s nibble: the byte of `qs`, and the shift (the low nibble
+/// for `i % 64 < 32`, the high one from 32).
+const fn ggml_nibble(i: usize) -> (usize, usize) {
+    (32 * (i / 64) + i % 32, 4 * (i / 32 % 2))
+}
+
+/// The quant (0..16, or 0..32 for Q5_K) of element `i` of the ggml block `x`: its nibble
+/// and, for Q5_K, its fifth bit, bit `i / 32` of `qh` byte `i % 32`.
+fn ggml_quant<const FIVE: bool>(x: &[u8], i: usize) -> u8 {
+    let (at, shift) = ggml_nibble(i);
+    let nibble = x[ggml_qs(FIVE) + at] >> shift & 0xF;
+    if FIVE {
+        nibble | (x[16 + i % 32] >> (i / 32) & 1) << 4
+    } else {
+        nibble
+    }
+}
+
 /// Writes row `r`'s Q4_K (Q5_K) block `x` into the group block `o`.
 pub(super) fn put_row_block<const FIVE: bool>(x: &[u8], r: usize, o: &mut [u8]) {
-    for (t, q) in x[ggml_qs(FIVE)..].chunks_exact(4).enumerate() {
-        // `t = 8j + k` walks qs in steps of 4 bytes, which is the step order.
-        let at = qs_at(FIVE, t) + 4 * r;
-        o[at..at + 4].copy_from_slice(q);
-    }
     if FIVE {
-        // Word w serves steps 8j + 4h + kk (j = w / 2, h = w % 2, kk < 4), whose elements
-        // 64j + 4(4h + kk) + e (low nibbles) and the same + 32 (high) keep their fifth bits in
-        // qh byte 16h + 4kk + e (ggml: element i's fifth bit is bit i / 32 of byte i % 32),
-        // bits 2j and 2j + 1; they go where `word_bit` says.
-        let qh = &x[16..48];
+        // Row `r` owns these bytes of the words; the steps' bits are or-ed in.
         for w in 0..8 {
-            let (j, h) = (w / 2, w % 2);
-            let mut word = 0u32;
-            for v in 0..16 {
-                let byte = qh[16 * h + v] as u32;
-                word |= ((byte >> (2 * j)) & 1) << high_bit_at(v);
-                word |= ((byte >> (2 * j + 1)) & 1) << high_bit_at(16 + v);
+            o[qh_at(w) + 4 * r..qh_at(w) + 4 * r + 4].fill(0);
+        }
+        for t in 0..32 {
+            for e in 0..4 {
+                let (lo, hi) = (
+                    ggml_quant::<true>(x, element(t, e, false)),
+                    ggml_quant::<true>(x, element(t, e, true)),
+                );
+                o[qs_at(true, t) + 4 * r + e] = lo | (hi >> 2) << 5;
+                o[qh_at(t / 4) + 4 * r + e] |= (hi & 3) << (2 * (t % 4));
             }
-            o[qh_at(w) + 4 * r..qh_at(w) + 4 * r + 4].copy_from_slice(&word.to_le_bytes());
+        }
+    } else {
+        for (t, q) in x[ggml_qs(false)..].chunks_exact(4).enumerate() {
+            // `t = 8j + k` walks qs in steps of 4 bytes, which is the step order.
+            let at = qs_at(false, t) + 4 * r;
+            o[at..at + 4].copy_from_slice(q);
         }
     }
     for s in 0..8 {
@@ -95,14 +116,16 @@ pub(super) fn put_row_block<const FIVE: bool>(x: &[u8], r: usize, o: &mut [u8]) 
     o[DMIN + 2 * r..DMIN + 2 * r + 2].copy_from_slice(&x[2..4]);
 }
 
-/// The fifth bit (0 or 16) of element `e` of step `t`'s low (high) nibbles, row `r`.
-fn fifth<const FIVE: bool>(o: &[u8], r: usize, t: usize, e: usize, high: bool) -> u8 {
-    if !FIVE {
-        return 0;
+/// Element `e` of step `t`'s low (`high == false`) or high quants, row `r`, of the group
+/// block `o`.
+fn quant<const FIVE: bool>(o: &[u8], r: usize, t: usize, e: usize, high: bool) -> u8 {
+    let byte = o[qs_at(FIVE, t) + 4 * r + e];
+    match (FIVE, high) {
+        (false, false) => byte & 0xF,
+        (false, true) => byte >> 4,
+        (true, false) => byte & 0x1F,
+        (true, true) => (byte >> 5) << 2 | o[qh_at(t / 4) + 4 * r + e] >> (2 * (t % 4)) & 3,
     }
-    let at = qh_at(t / 4) + 4 * r;
-    let word = u32::from_le_bytes([o[at], o[at + 1], o[at + 2], o[at + 3]]);
-    (((word >> word_bit(t, e, high)) & 1) << 4) as u8
 }
 
 /// Row `r` of a grouped matrix `data` (`cols` wide) as ggml's Q4_K (Q5_K) bytes, into `out`.
@@ -123,17 +146,16 @@ pub(super) fn row_of<const FIVE: bool>(data: &[u8], cols: usize, r: usize, out: 
             x[8 + j] = mn(j) | (mn(j + 4) >> 4) << 6;
             x[12 + j] = (sc(j + 4) & 0xF) | (mn(j + 4) & 0xF) << 4;
         }
-        if FIVE {
-            x[16..48].fill(0);
-        }
+        // qs (and Q5_K's qh) to the end of the block: the quants' bits are or-ed in.
+        x[16..].fill(0);
         for t in 0..32 {
-            let at = ggml_qs(FIVE) + 4 * t;
-            x[at..at + 4].copy_from_slice(&o[qs_at(FIVE, t) + 4 * lane..][..4]);
-            if FIVE {
-                for e in 0..4 {
-                    for high in [false, true] {
-                        let i = element(t, e, high);
-                        x[16 + i % 32] |= (fifth::<true>(o, lane, t, e, high) >> 4) << (i / 32);
+            for e in 0..4 {
+                for high in [false, true] {
+                    let (i, q) = (element(t, e, high), quant::<FIVE>(o, lane, t, e, high));
+                    let (at, shift) = ggml_nibble(i);
+                    x[ggml_qs(FIVE) + at] |= (q & 0xF) << shift;
+                    if FIVE {
+                        x[16 + i % 32] |= (q >> 4) << (i / 32);
                     }
                 }
             }
@@ -160,9 +182,7 @@ pub(super) fn dot_group<const FIVE: bool>(g: &[u8], a: &[u8]) -> [f32; GROUP] {
                 for k in 0..8 {
                     let t = 8 * j + k;
                     for e in 0..4 {
-                        let byte = o[qs_at(FIVE, t) + 4 * r + e];
-                        let q = if high { byte >> 4 } else { byte & 0xF };
-                        let q = q | fifth::<FIVE>(o, r, t, e, high);
+                        let q = quant::<FIVE>(o, r, t, e, high);
                         sub += q as i32 * q8[element(t, e, high)] as i8 as i32;
                     }
                 }

@@ -1,20 +1,27 @@
 //! The grouped Q6_K format (see the parent module): 8 rows per 256-element super-block.
 //!
 //! One super-block of a group holds exactly the bytes of the 8 ggml blocks it replaces
-//! ([`BLOCK`]; `r` a row of the group, `h < 2` a half of 128 elements, `p < 2`, `k < 8`):
+//! ([`BLOCK`]; `r` a row of the group, `h < 2` a half of 128 elements, `k < 8`):
 //! - `sc[16][8]` (i8) at [`SC`]: sub-block `j`'s scale of row `r` at `8j + r`;
-//! - 16 steps of 96 bytes from [`step_at`]`(h, k)`, in the order the kernel reads them:
-//!   `ql` parts `p = 0, 1` then `qh`, each 32 bytes holding, at `4r`, row `r`'s bytes
-//!   `64h + 32p + 4k .. + 4` of `ql`, and `32h + 4k .. + 4` of `qh`;
+//! - 16 steps of 96 bytes from [`step_at`]`(h, k)`, in the order the kernel reads them: three
+//!   parts of 32 bytes, each with row `r`'s 4 bytes at `4r`. Byte `e` of the parts holds the
+//!   quants `q_m` (6 bits, `m < 4`) of elements `128h + 32m + 4k + e`:
+//!   - part 0: `q_0`, and the top two bits of `q_2` in bits 6, 7;
+//!   - part 1: `q_1`, and the top two bits of `q_3` in bits 6, 7;
+//!   - part 2: the low four bits of `q_2`, then those of `q_3`;
 //! - `d[8]` (f16) at [`D`].
 //!
 //! Everything lies in the order the kernel reads it. With `ql`, `qh` and the scales in three
 //! regions of the block, decode ran at 5-6 GB/s against 22 for ggml's rows: each load waited
 //! on memory, the hardware prefetcher not following the three interleaved streams.
 //!
-//! As in ggml, element `128h + 32m + 4k + e` (`m < 4`, `e < 4`) is the low (`m < 2`) or high
-//! nibble of step `(h, k)`'s `ql` part `m % 2`, with bits `2m, 2m + 1` of its `qh` above it,
-//! minus 32, and belongs to sub-block `8h + 2m + k / 4`.
+//! Why the quants are not ggml's `ql` nibbles and `qh` pairs: rebuilding four registers of
+//! 6-bit quants from those takes 17 vector operations a step, against 11 from these parts
+//! (an `and` each for `q_0` and `q_1`), and on AVX2 the grouped Q6_K product is bound by
+//! those operations, not by memory, on a fast host.
+//!
+//! As in ggml, element `128h + 32m + 4k + e` (`m < 4`, `e < 4`) holds `q_m - 32` and belongs
+//! to sub-block `8h + 2m + k / 4`.
 
 use super::GROUP;
 use crate::types::{QK_K, f16_at, f32_at};
@@ -32,17 +39,31 @@ pub(crate) const fn step_at(h: usize, k: usize) -> usize {
 pub(super) const Q6K: usize = 210;
 const Q8K: usize = 292;
 
+/// The 6-bit quant of element `i` of the ggml Q6_K block `x`: a nibble of `ql` byte
+/// `64(i / 128) + i % 64` (the low one for `i % 128 < 64`), below bits `2m, 2m + 1`
+/// (`m = i % 128 / 32`) of `qh` byte `32(i / 128) + i % 32`.
+fn ggml_quant(x: &[u8], i: usize) -> u8 {
+    let (h, m) = (i / 128, i % 128 / 32);
+    let low = x[64 * h + i % 64] >> (4 * (m / 2)) & 0xF;
+    low | (x[128 + 32 * h + i % 32] >> (2 * m) & 3) << 4
+}
+
+/// The element of a super-block that quant `m` of byte `e` of step `(h, k)` holds.
+fn element(h: usize, k: usize, m: usize, e: usize) -> usize {
+    128 * h + 32 * m + 4 * k + e
+}
+
 /// Writes row `r`'s Q6_K block `x` into the group block `o`.
 pub(super) fn put_row_block(x: &[u8], r: usize, o: &mut [u8]) {
     for h in 0..2 {
         for k in 0..8 {
-            let at = step_at(h, k) + 4 * r;
-            for p in 0..2 {
-                let ql = 64 * h + 32 * p + 4 * k;
-                o[at + 32 * p..at + 32 * p + 4].copy_from_slice(&x[ql..ql + 4]);
+            for e in 0..4 {
+                let q: [u8; 4] = std::array::from_fn(|m| ggml_quant(x, element(h, k, m, e)));
+                let at = step_at(h, k) + 4 * r + e;
+                o[at] = q[0] | (q[2] >> 4) << 6;
+                o[at + 32] = q[1] | (q[3] >> 4) << 6;
+                o[at + 64] = (q[2] & 0xF) | (q[3] & 0xF) << 4;
             }
-            let qh = 128 + 32 * h + 4 * k;
-            o[at + 64..at + 68].copy_from_slice(&x[qh..qh + 4]);
         }
     }
     for j in 0..16 {
@@ -51,21 +72,33 @@ pub(super) fn put_row_block(x: &[u8], r: usize, o: &mut [u8]) {
     o[D + 2 * r..D + 2 * r + 2].copy_from_slice(&x[208..210]);
 }
 
+/// Quant `m` (0..64) of byte `e` of step `(h, k)`, row `r`, of the group block `o`.
+fn quant(o: &[u8], r: usize, h: usize, k: usize, m: usize, e: usize) -> u8 {
+    let at = step_at(h, k) + 4 * r + e;
+    let part = |p: usize| o[at + 32 * p];
+    match m {
+        0 | 1 => part(m) & 0x3F,
+        _ => (part(2) >> (4 * (m - 2)) & 0xF) | (part(m - 2) >> 6) << 4,
+    }
+}
+
 /// Row `r` of a grouped matrix `data` (`cols` wide) as ggml's Q6_K bytes, into `out`.
 pub(super) fn row_of(data: &[u8], cols: usize, r: usize, out: &mut [u8]) {
     let nb = cols / QK_K;
     let (g, lane) = (r / GROUP, r % GROUP);
     for (b, x) in out[..nb * Q6K].chunks_exact_mut(Q6K).enumerate() {
         let o = &data[(g * nb + b) * BLOCK..(g * nb + b + 1) * BLOCK];
+        // ql and qh: the quants' bits are or-ed in.
+        x[..192].fill(0);
         for h in 0..2 {
             for k in 0..8 {
-                let at = step_at(h, k) + 4 * lane;
-                for p in 0..2 {
-                    let ql = 64 * h + 32 * p + 4 * k;
-                    x[ql..ql + 4].copy_from_slice(&o[at + 32 * p..at + 32 * p + 4]);
+                for m in 0..4 {
+                    for e in 0..4 {
+                        let (i, q) = (element(h, k, m, e), quant(o, lane, h, k, m, e));
+                        x[64 * h + i % 64] |= (q & 0xF) << (4 * (m / 2));
+                        x[128 + 32 * h + i % 32] |= (q >> 4) << (2 * m);
+                    }
                 }
-                let qh = 128 + 32 * h + 4 * k;
-                x[qh..qh + 4].copy_from_slice(&o[at + 64..at + 68]);
             }
         }
         for j in 0..16 {
@@ -87,11 +120,8 @@ pub(super) fn dot_group(g: &[u8], a: &[u8]) -> [f32; GROUP] {
                 for m in 0..4 {
                     for k in 0..8 {
                         for e in 0..4 {
-                            let at = step_at(h, k) + 4 * r + e;
-                            let (ql, qh) = (o[at + 32 * (m % 2)], o[at + 64]);
-                            let low = if m < 2 { ql & 0xF } else { ql >> 4 };
-                            let q = (low | ((qh >> (2 * m)) & 3) << 4) as i32 - 32;
-                            let i = 128 * h + 32 * m + 4 * k + e;
+                            let q = quant(o, r, h, k, m, e) as i32 - 32;
+                            let i = element(h, k, m, e);
                             sums[8 * h + 2 * m + k / 4] += q * q8[i] as i8 as i32;
                         }
                     }

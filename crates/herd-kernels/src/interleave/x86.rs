@@ -1,15 +1,16 @@
 //! The AVX2 kernels for grouped weights (see the parent module for the layouts).
 //!
-//! Both split each 32-byte load of weights into its low and high nibbles and `maddubs` each
-//! half with 4 activation bytes broadcast, one row per 32-bit lane; 8 steps sum in 16 bits
-//! (at most 8·2·15·128 = 30720) before widening.
+//! Each kernel turns a 32-byte load of weights (or a few) into registers of quants, one row
+//! per 32-bit lane, and `maddubs` each with 4 activation bytes broadcast; 4-bit products of 8
+//! steps sum in 16 bits (at most 8·2·15·128 = 30720) before widening.
 //! - Q4_K, per super-block: 32 loads; the low halves are sub-block `2j`, the high `2j + 1`,
 //!   each `madd`-ed with its scale per row into i32 lanes; the mins come off through the
-//!   activations' block sums. Q5_K alike, with 8 more loads of fifth bits (one shift each
-//!   brings a step's into place, as for Q5_0), and 4 steps, not 8, summed in 16 bits.
-//! - Q6_K, per super-block: 48 loads (low bits and high bits) give 64 registers of 6-bit
-//!   quants; as those reach 2·63·128 per pair, two steps sum in 16 bits before their
-//!   sub-block's scale widens them; the zero point (32) comes off through the block sums.
+//!   activations' block sums. Q5_K alike, with 8 more loads of the words that hold the high
+//!   quants' low bits (each step's load holds the low quants whole, see `q4_k`), and 4
+//!   steps, not 8, summed in 16 bits.
+//! - Q6_K, per super-block: 48 loads give 64 registers of 6-bit quants (see `q6_k`); as
+//!   those reach 2·63·128 per pair, two steps sum in 16 bits before their sub-block's scale
+//!   widens them; the zero point (32) comes off through the block sums.
 //! - Q8_0, per block: 8 loads of signed quants; `maddubs` takes their magnitudes and the
 //!   activations with their signs, and each step widens at once (2·127·127 fills 16 bits).
 //! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and one of the fifth bits), the zero
@@ -222,23 +223,23 @@ pub(super) unsafe fn k45_finish<const N: usize>(
 #[inline]
 pub(crate) unsafe fn q32_steps<const FIVE: bool>(blk: *const u8) -> [(__m256i, __m256i); 4] {
     // SAFETY (all): forwarded to the caller.
-    let high = if FIVE {
+    let word = if FIVE {
         unsafe { load256(blk.add(q32::QH)) }
     } else {
         _mm256_setzero_si256()
     };
     unsafe {
         [
-            q32_step::<FIVE, 0>(blk, high),
-            q32_step::<FIVE, 1>(blk, high),
-            q32_step::<FIVE, 2>(blk, high),
-            q32_step::<FIVE, 3>(blk, high),
+            q32_step::<FIVE, 0>(blk, word),
+            q32_step::<FIVE, 1>(blk, word),
+            q32_step::<FIVE, 2>(blk, word),
+            q32_step::<FIVE, 3>(blk, word),
         ]
     }
 }
 
-/// Step `k`'s quants of a Q4_0/Q5_0 group block `blk`: the low and the high halves, one row
-/// per 32-bit lane, with the fifth bits of Q5_0 (`high`: the block's `qh` words) in place.
+/// Step `K`'s quants of a Q4_0/Q5_0 group block `blk`, as [`quants`] gives them (`word`:
+/// the Q5_0 block's word).
 ///
 /// # Safety
 /// `blk` must point at a whole group block of the type.
@@ -246,36 +247,39 @@ pub(crate) unsafe fn q32_steps<const FIVE: bool>(blk: *const u8) -> [(__m256i, _
 #[inline]
 unsafe fn q32_step<const FIVE: bool, const K: i32>(
     blk: *const u8,
-    high: __m256i,
+    word: __m256i,
 ) -> (__m256i, __m256i) {
     // SAFETY: step `K < 4` lies inside the block.
     let bits = unsafe { load256(blk.add(q32::qs_at(FIVE) + 32 * K as usize)) };
-    nibbles::<FIVE, K>(bits, high)
+    quants::<FIVE, K>(bits, word)
 }
 
-/// The low and high nibbles of `bits` (4 quant bytes per row lane), each with its fifth bit
-/// if `FIVE`: `high` is the rows' fifth-bit words (see `q32`; Q5_K's are alike), of which
-/// step `K < 4` of the word's four is wanted.
+/// A step's low and high quants, one row per 32-bit lane, from its 32 bytes `bits` (4 per
+/// row): the nibbles (0..16), or if `FIVE` the 5-bit quants (0..32) of the Q5_0/Q5_1/Q5_K
+/// layouts, whose run of 4 steps shares the `word` that holds the high quants' low two bits
+/// (step `K < 4`'s at bits `2K, 2K + 1` of each byte).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn nibbles<const FIVE: bool, const K: i32>(bits: __m256i, high: __m256i) -> (__m256i, __m256i) {
-    let m4 = _mm256_set1_epi8(0xF);
-    let mut lo = _mm256_and_si256(bits, m4);
-    let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+fn quants<const FIVE: bool, const K: i32>(bits: __m256i, word: __m256i) -> (__m256i, __m256i) {
     if FIVE {
-        let fifth = _mm256_set1_epi8(0x10);
-        // Low nibble e's bit sits at 8e + 4 + K, the high nibble's at 8e + K.
-        let l = _mm256_srl_epi32(high, _mm_cvtsi32_si128(K));
-        let h = _mm256_sll_epi32(high, _mm_cvtsi32_si128(4 - K));
-        lo = _mm256_or_si256(lo, _mm256_and_si256(l, fifth));
-        hi = _mm256_or_si256(hi, _mm256_and_si256(h, fifth));
+        // The low quant in bits 0..5, the high one's top three in bits 5..8 (a 16-bit shift
+        // brings the next byte's bits in above them, where the mask drops them).
+        let lo = _mm256_and_si256(bits, _mm256_set1_epi8(0x1F));
+        let top = _mm256_and_si256(_mm256_srli_epi16::<3>(bits), _mm256_set1_epi8(0x1C));
+        let low2 = _mm256_srl_epi16(word, _mm_cvtsi32_si128(2 * K));
+        let hi = _mm256_or_si256(top, _mm256_and_si256(low2, _mm256_set1_epi8(3)));
+        (lo, hi)
+    } else {
+        let m4 = _mm256_set1_epi8(0xF);
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        (lo, hi)
     }
-    (lo, hi)
 }
 
-/// Step `4w + K` of a Q4_K (Q5_K if `FIVE`) group block `blk`: the nibbles of sub-blocks
-/// `2j` and `2j + 1` (`j = w / 2`), one row per 32-bit lane, 0..16 (0..32); `high` is word
-/// `w`'s fifth bits.
+/// Step `4w + K` of a Q4_K (Q5_K if `FIVE`) group block `blk`: the quants of sub-blocks
+/// `2j` and `2j + 1` (`j = w / 2`), one row per 32-bit lane, 0..16 (0..32); `word` is word
+/// `w` of a Q5_K block, which holds the high quants' low two bits.
 ///
 /// # Safety
 /// `blk` must point at a whole group block of the type; `w < 8`.
@@ -284,11 +288,11 @@ fn nibbles<const FIVE: bool, const K: i32>(bits: __m256i, high: __m256i) -> (__m
 unsafe fn k45_step<const FIVE: bool, const K: i32>(
     blk: *const u8,
     w: usize,
-    high: __m256i,
+    word: __m256i,
 ) -> (__m256i, __m256i) {
     // SAFETY: step `4w + K < 32` lies inside the block.
     let bits = unsafe { load256(blk.add(q4_k::qs_at(FIVE, 4 * w + K as usize))) };
-    nibbles::<FIVE, K>(bits, high)
+    quants::<FIVE, K>(bits, word)
 }
 
 /// Steps `4w .. 4w + 4` of a Q4_K (Q5_K if `FIVE`) group block, as [`k45_step`] gives them.
@@ -301,7 +305,7 @@ pub(crate) unsafe fn k45_steps<const FIVE: bool>(
     blk: *const u8,
     w: usize,
 ) -> [(__m256i, __m256i); 4] {
-    let high = if FIVE {
+    let word = if FIVE {
         // SAFETY: word `w < 8` lies inside the block.
         unsafe { load256(blk.add(q4_k::qh_at(w))) }
     } else {
@@ -310,10 +314,10 @@ pub(crate) unsafe fn k45_steps<const FIVE: bool>(
     // SAFETY: forwarded to the caller.
     unsafe {
         [
-            k45_step::<FIVE, 0>(blk, w, high),
-            k45_step::<FIVE, 1>(blk, w, high),
-            k45_step::<FIVE, 2>(blk, w, high),
-            k45_step::<FIVE, 3>(blk, w, high),
+            k45_step::<FIVE, 0>(blk, w, word),
+            k45_step::<FIVE, 1>(blk, w, word),
+            k45_step::<FIVE, 2>(blk, w, word),
+            k45_step::<FIVE, 3>(blk, w, word),
         ]
     }
 }
@@ -430,30 +434,26 @@ pub(super) unsafe fn q32_finish<const FIVE: bool, const MIN: bool, const N: usiz
 #[inline]
 pub(crate) unsafe fn q6_k_step(blk: *const u8, h: usize, k: usize) -> [__m256i; 4] {
     let m4 = _mm256_set1_epi8(0xF);
+    let m6 = _mm256_set1_epi8(0x3F);
     let m30 = _mm256_set1_epi8(0x30);
     // SAFETY: the step lies inside the block.
-    let (qa, qb, qh) = unsafe {
+    let (p0, p1, p2) = unsafe {
         let at = blk.add(q6_k::step_at(h, k));
         (load256(at), load256(at.add(32)), load256(at.add(64)))
     };
-    // Bits 2m, 2m + 1 of each qh byte to bits 4, 5: 16-bit shifts, as what crosses into the
-    // neighbouring byte lands outside the mask.
+    // q_0 and q_1 whole below the top bits of q_2 and q_3, which 16-bit shifts bring to
+    // bits 4, 5 (what crosses from the neighbouring byte lands outside the mask); their low
+    // bits are part 2's nibbles.
     [
+        _mm256_and_si256(p0, m6),
+        _mm256_and_si256(p1, m6),
         _mm256_or_si256(
-            _mm256_and_si256(qa, m4),
-            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+            _mm256_and_si256(p2, m4),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(p0), m30),
         ),
         _mm256_or_si256(
-            _mm256_and_si256(qb, m4),
-            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
-        ),
-        _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4),
-            _mm256_and_si256(qh, m30),
-        ),
-        _mm256_or_si256(
-            _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
-            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(p2), m4),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(p1), m30),
         ),
     ]
 }

@@ -155,7 +155,7 @@ unsafe fn pack_grouped_q6_k(data: *const u8, nb: usize, r0: usize, dst: *mut u8)
 
 /// [`pack`] for Q4_K (Q5_K if `FIVE`) rows `r0..r0 + 8` of a matrix in the grouped layout
 /// (`interleave::q4_k`), which already has the rows in lanes: its steps only split into
-/// nibbles (and take their fifth bits).
+/// their low and high quants.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `data` is a grouped matrix of `nb` super-blocks per

@@ -130,7 +130,7 @@ unsafe fn decode<const K: u8>(blk: *const u8) -> __m256i {
 
 /// [`pack`] for Q4_0 rows `r0..r0 + 8` (Q5_0 if `FIVE`, Q4_1/Q5_1 if `MIN`) of a matrix in
 /// the grouped layout (`crate::interleave::q32`), which already has the rows in lanes: its
-/// steps only split into nibbles (and take their fifth bits).
+/// steps only split into their low and high quants.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C; `data` is a grouped matrix of that type with `nb`
