@@ -165,7 +165,6 @@ pub fn row_of(dtype: GgmlType, data: &[u8], cols: usize, r: usize, out: &mut [u8
 /// `y[n, rows] = x · wᵀ` for a grouped `w` and few tokens (decode): threads claim runs of
 /// groups, and each group streams once per (up to) four tokens.
 pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &mut [f32]) {
-    const TOKENS: usize = 4;
     let (n, rows) = (x.n, w.rows);
     // The k-quants take Q8_K activations, the 32-element types Q8_0 (Q8_1 for those with a
     // min) with extras.
@@ -181,59 +180,59 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
         "grouped {} activations prepared without block sums",
         w.dtype
     );
-    #[cfg(target_arch = "x86_64")]
-    let vnni = crate::simd::x86::vnni();
     let groups = rows / GROUP;
     let out = SharedMut(y.as_mut_ptr());
     let per = (groups / (8 * pool.n_threads())).clamp(2, 32);
-    pool.run_dynamic(groups.div_ceil(per), |c| {
-        for gi in c * per..groups.min((c + 1) * per) {
-            let g = &w.data[gi * gb..(gi + 1) * gb];
-            let mut t0 = 0;
-            while t0 < n {
-                let m = TOKENS.min(n - t0);
-                let a = &x.bytes[t0 * rb..(t0 + m) * rb];
-                let mut res = [[0f32; GROUP]; TOKENS];
-                match x.isa {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C, and
-                    // `vnni()` only on CPUs with AVX-512 F, VL and VNNI; `g` is a whole group and `a` holds `m` activation rows of `rb` bytes for it
-                    // (Q8_K for the k-quants; Q8_0/Q8_1 for the others, with `m` rows of extras
-                    // of `zb` bytes, checked above).
-                    Isa::Avx2 => unsafe {
-                        let z = if kq {
-                            &[][..]
-                        } else {
-                            &x.aux[t0 * zb..(t0 + m) * zb]
-                        };
-                        x86::dot_group(w.dtype, vnni, g, a, rb, z, zb, m, &mut res)
-                    },
-                    _ => {
-                        for (j, r) in res.iter_mut().take(m).enumerate() {
-                            let a = &a[j * rb..(j + 1) * rb];
-                            *r = match w.dtype {
-                                GgmlType::Q4_K => q4_k::dot_group::<false>(g, a),
-                                GgmlType::Q5_K => q4_k::dot_group::<true>(g, a),
-                                GgmlType::Q6_K => q6_k::dot_group(g, a),
-                                GgmlType::Q4_1 => q32::dot_group::<false, true>(g, a),
-                                GgmlType::Q5_0 => q32::dot_group::<true, false>(g, a),
-                                GgmlType::Q5_1 => q32::dot_group::<true, true>(g, a),
-                                GgmlType::Q8_0 => q8_0::dot_group(g, a),
-                                _ => q32::dot_group::<false, false>(g, a),
-                            };
-                        }
-                    }
-                }
-                for (j, r) in res.iter().take(m).enumerate() {
-                    let at = (t0 + j) * rows + gi * GROUP;
+    let claims = groups.div_ceil(per);
+    match x.isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            let vnni = crate::simd::x86::vnni();
+            let run = x86::Run {
+                w: w.data,
+                gb,
+                a: x.bytes,
+                arb: rb,
+                z: if kq { &[] } else { x.aux },
+                zb: if kq { 0 } else { zb },
+                n,
+                y: out,
+                rows,
+            };
+            let run = &run;
+            pool.run_dynamic(claims, |c| {
+                // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C, and
+                // `vnni()` only on CPUs with AVX-512 F, VL and VNNI; the run's slices are
+                // the whole matrix and `n` activation rows (Q8_K for the k-quants; Q8_0/Q8_1
+                // for the others, with extras of `zb` bytes, checked above); run `c` is
+                // claimed once, so one thread writes its groups' rows of `y`
+                // (`n · rows` floats).
+                unsafe { x86::dot_run(w.dtype, vnni, c * per..groups.min((c + 1) * per), run) }
+            });
+        }
+        _ => pool.run_dynamic(claims, |c| {
+            for gi in c * per..groups.min((c + 1) * per) {
+                let g = &w.data[gi * gb..(gi + 1) * gb];
+                for t in 0..n {
+                    let a = &x.bytes[t * rb..(t + 1) * rb];
+                    let r = match w.dtype {
+                        GgmlType::Q4_K => q4_k::dot_group::<false>(g, a),
+                        GgmlType::Q5_K => q4_k::dot_group::<true>(g, a),
+                        GgmlType::Q6_K => q6_k::dot_group(g, a),
+                        GgmlType::Q4_1 => q32::dot_group::<false, true>(g, a),
+                        GgmlType::Q5_0 => q32::dot_group::<true, false>(g, a),
+                        GgmlType::Q5_1 => q32::dot_group::<true, true>(g, a),
+                        GgmlType::Q8_0 => q8_0::dot_group(g, a),
+                        _ => q32::dot_group::<false, false>(g, a),
+                    };
+                    let at = t * rows + gi * GROUP;
                     // SAFETY: group `gi` belongs to one claimed run, so one thread writes
                     // these outputs, and `at + GROUP <= n · rows = y.len()`.
                     unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), out.at(at), GROUP) };
                 }
-                t0 += m;
             }
-        }
-    });
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -19,11 +19,13 @@
 //! Where the CPU has AVX-512 VNNI, the kernels of [`super::vnni`] take over.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 use super::GROUP;
 use super::q4_k::{D, DMIN, MN, SC};
 use super::vnni;
 use super::{q4_k, q6_k, q8_0, q32};
+use crate::matmul::SharedMut;
 use crate::simd::x86::{bcast4, load128, load256, prefetch_ahead, software_prefetch};
 use crate::types::GgmlType;
 
@@ -57,43 +59,68 @@ fn kernel<const N: usize>(dtype: GgmlType, vnni: bool) -> Kernel<N> {
     }
 }
 
-/// Row `r` of group `g` (of grouped `dtype`) · each of `m` (1..=4) tokens, into `out[t][r]`,
-/// with the VNNI kernels if `vnni` (the caller reads [`crate::simd::x86::vnni`] once per
-/// product, not per group).
+/// Where [`dot_run`] reads and writes, for a product of `n` tokens.
+pub(crate) struct Run<'a> {
+    /// The grouped matrix, `gb` bytes a group.
+    pub w: &'a [u8],
+    pub gb: usize,
+    /// The activations, `arb` bytes a token, and their block extras (`zb` bytes a token;
+    /// read by the 32-element types only, empty for the k-quants).
+    pub a: &'a [u8],
+    pub arb: usize,
+    pub z: &'a [u8],
+    pub zb: usize,
+    pub n: usize,
+    /// The output, `rows` floats a token.
+    pub y: SharedMut<f32>,
+    pub rows: usize,
+}
+
+/// Rows of groups `groups` (of grouped `dtype`) · every token of `r`, into `r.y`: each group
+/// streams once per (up to) four tokens, with the VNNI kernels if `vnni` (read once per
+/// product by the caller). The kernel is chosen once for the run, not per group.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C, and AVX-512 F, VL and VNNI if `vnni`; `g` is a whole group of `dtype`; `a` holds `m`
-/// activation rows of `arb` bytes in its `vec_dot_type`, each as many blocks as `g`; for the
-/// 32-element types `z` holds their block extras (`gemm::AuxKind::Blocks`), `zb` bytes a row.
-#[allow(clippy::too_many_arguments)]
+/// The CPU must have AVX2, FMA and F16C, and AVX-512 F, VL and VNNI if `vnni`; `r.w` holds
+/// the groups, `r.a` `n` activation rows in the type's `vec_dot_type`, each as many blocks as
+/// a group, and for the 32-element types `r.z` their block extras (`gemm::AuxKind::Blocks`);
+/// `r.y` has room for `n · rows` floats, of which no other thread writes these groups' rows.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_group(
-    dtype: GgmlType,
-    vnni: bool,
-    g: &[u8],
-    a: &[u8],
-    arb: usize,
-    z: &[u8],
-    zb: usize,
-    m: usize,
-    out: &mut [[f32; GROUP]; 4],
-) {
-    let nb = g.len() / super::block_bytes(dtype).0;
-    debug_assert!(a.len() >= m * arb && z.len() >= m * zb);
-    let (g, a, z) = (g.as_ptr(), a.as_ptr(), z.as_ptr());
-    let store = |out: &mut [[f32; GROUP]; 4], v: &[__m256]| {
-        for (o, v) in out.iter_mut().zip(v) {
-            // SAFETY: `o` is 8 f32.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
-        }
-    };
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        match m {
-            1 => store(out, &kernel::<1>(dtype, vnni)(g, nb, a, arb, z, zb)),
-            2 => store(out, &kernel::<2>(dtype, vnni)(g, nb, a, arb, z, zb)),
-            3 => store(out, &kernel::<3>(dtype, vnni)(g, nb, a, arb, z, zb)),
-            _ => store(out, &kernel::<4>(dtype, vnni)(g, nb, a, arb, z, zb)),
+pub(crate) unsafe fn dot_run(dtype: GgmlType, vnni: bool, groups: Range<usize>, r: &Run<'_>) {
+    const TOKENS: usize = 4;
+    let nb = r.gb / super::block_bytes(dtype).0;
+    debug_assert!(groups.end * r.gb <= r.w.len());
+    debug_assert!(r.a.len() >= r.n * r.arb && r.z.len() >= r.n * r.zb);
+    let (k1, k2, k3, k4) = (
+        kernel::<1>(dtype, vnni),
+        kernel::<2>(dtype, vnni),
+        kernel::<3>(dtype, vnni),
+        kernel::<4>(dtype, vnni),
+    );
+    for gi in groups {
+        // SAFETY: group `gi` lies in `r.w`; tokens `t0..t0 + m` in `r.a` and `r.z`; the
+        // stores land in rows `8gi..8gi + 8` of tokens `t0..t0 + m`, inside `r.y` (the
+        // caller's).
+        unsafe {
+            let g = r.w.as_ptr().add(gi * r.gb);
+            let mut t0 = 0;
+            while t0 < r.n {
+                let m = TOKENS.min(r.n - t0);
+                let (a, z) = (r.a.as_ptr().add(t0 * r.arb), r.z.as_ptr().add(t0 * r.zb));
+                let y = r.y.at(t0 * r.rows + gi * GROUP);
+                let store = |v: &[__m256]| {
+                    for (t, v) in v.iter().enumerate() {
+                        _mm256_storeu_ps(y.add(t * r.rows), *v);
+                    }
+                };
+                match m {
+                    1 => store(&k1(g, nb, a, r.arb, z, r.zb)),
+                    2 => store(&k2(g, nb, a, r.arb, z, r.zb)),
+                    3 => store(&k3(g, nb, a, r.arb, z, r.zb)),
+                    _ => store(&k4(g, nb, a, r.arb, z, r.zb)),
+                }
+                t0 += m;
+            }
         }
     }
 }
