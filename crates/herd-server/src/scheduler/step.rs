@@ -1,160 +1,19 @@
-//! The engine's own thread: continuous batching.
-//!
-//! Requests arrive as [`Job`]s over a channel. Every step the scheduler admits queued jobs
-//! into free slots (each slot is a KV cache; an idle cache whose tokens share the longest
-//! prefix with the new prompt is reused, so repeated system prompts are not recomputed),
-//! gives each prefilling sequence a chunk of its prompt and each decoding sequence its last
-//! token, runs them all through one batched forward pass, samples, and sends each piece of
-//! text to its request as an [`Event`]. A request whose client went away is dropped before
-//! the next step and its slot freed.
+//! The engine thread's loop: admitting jobs into slots, one batched forward pass per step,
+//! sampling, and sending each choice's text as it comes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use herd_generate::json::{JsonConstraint, Schema};
-use herd_generate::{FinishReason, Sampler, SamplerConfig, StopMatcher};
+use herd_generate::json::JsonConstraint;
+use herd_generate::{FinishReason, Sampler, StopMatcher};
 use herd_model::engine::{Engine, KvCache, Logits, SeqInput};
 use herd_model::tokenizer::{StreamDecoder, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What a request asks the engine for.
-#[derive(Clone, Debug)]
-pub struct JobParams {
-    pub max_tokens: Option<usize>,
-    pub stop: Vec<String>,
-    pub sampler: SamplerConfig,
-    pub ignore_eos: bool,
-    /// Log-probabilities of each generated token with this many alternatives.
-    pub logprobs: Option<usize>,
-    /// Log-probabilities of the prompt's tokens (completions `echo`), with alternatives.
-    pub prompt_logprobs: Option<usize>,
-    /// Output must be JSON fitting this schema.
-    pub json: Option<Schema>,
-    /// Mean-pooled final hidden state instead of text.
-    pub embed: bool,
-}
-
-pub struct Job {
-    pub prompt: Vec<u32>,
-    pub n: usize,
-    pub params: JobParams,
-    pub events: UnboundedSender<Event>,
-    /// Set when the client goes away or the server shuts down.
-    pub cancel: Arc<AtomicBool>,
-    pub queued: Instant,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenLogprob {
-    pub id: u32,
-    pub text: String,
-    pub logprob: f32,
-    /// The most likely tokens at this position: (id, text, logprob).
-    pub top: Vec<(u32, String, f32)>,
-}
-
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// Prompt tokens' log-probabilities (the first has none: nothing precedes it).
-    Prompt(Vec<Option<TokenLogprob>>),
-    /// Text of a choice; `id` is the token that produced it (`None` for text released at the
-    /// end, held back until then).
-    Token {
-        choice: usize,
-        text: String,
-        id: Option<u32>,
-        logprob: Option<TokenLogprob>,
-    },
-    Finished {
-        choice: usize,
-        finish: FinishReason,
-        completion_tokens: usize,
-    },
-    Embedding(Vec<f32>),
-    /// Every choice finished.
-    Done {
-        prompt_tokens: usize,
-        cached_tokens: usize,
-    },
-    Error(String),
-}
-
-/// Counters for `/metrics`, shared with the HTTP side.
-#[derive(Default)]
-pub struct Stats {
-    pub queued: AtomicUsize,
-    pub running: AtomicUsize,
-    pub requests: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub generated_tokens: AtomicU64,
-    pub cached_prompt_tokens: AtomicU64,
-    pub steps: AtomicU64,
-    /// Sum of sequences per step (batch size = this / steps).
-    pub batched_sequences: AtomicU64,
-    pub first_token_micros: AtomicU64,
-    pub first_tokens: AtomicU64,
-    /// Generated tokens per second over the last step, ×1000.
-    pub tokens_per_second_milli: AtomicU64,
-    pub cancelled: AtomicU64,
-}
-
-#[derive(Clone, Debug)]
-pub struct SchedulerConfig {
-    /// Sequences decoded together (KV caches kept).
-    pub slots: usize,
-    /// Tokens per sequence.
-    pub context: usize,
-    /// Prompt tokens processed per step, across all prefilling sequences: bounds the time
-    /// running streams wait while new requests join.
-    pub prefill_chunk: usize,
-}
-
-/// The handle the HTTP side holds.
-pub struct Scheduler {
-    tx: mpsc::Sender<Job>,
-    pub stats: Arc<Stats>,
-    pub config: SchedulerConfig,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Scheduler {
-    pub fn start(engine: Engine, tok: Arc<Tokenizer>, config: SchedulerConfig) -> Self {
-        let (tx, rx) = mpsc::channel();
-        let stats = Arc::new(Stats::default());
-        let (st, cfg) = (stats.clone(), config.clone());
-        let thread = std::thread::Builder::new()
-            .name("herd-engine".into())
-            .spawn(move || run(engine, &tok, cfg, rx, &st))
-            .ok();
-        Scheduler {
-            tx,
-            stats,
-            config,
-            thread,
-        }
-    }
-
-    /// Queues a job; false if the engine thread is gone.
-    pub fn submit(&self, job: Job) -> bool {
-        self.stats.queued.fetch_add(1, Ordering::SeqCst);
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(job).is_err() {
-            self.stats.queued.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    /// Closes the queue and waits for the engine thread to finish what it runs.
-    pub fn shutdown(mut self) {
-        drop(self.tx);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use super::logprobs::{TokenPieces, token_logprob};
+use super::{Event, Job, JobParams, SchedulerConfig, Stats, TokenLogprob};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Phase {
@@ -198,7 +57,7 @@ struct Seq<'t> {
     done: bool,
 }
 
-fn run(
+pub(super) fn run(
     mut engine: Engine,
     tok: &Tokenizer,
     cfg: SchedulerConfig,
@@ -784,121 +643,5 @@ fn embed(
         Err(e) => {
             let _ = job.events.send(Event::Error(e.to_string()));
         }
-    }
-}
-
-/// log-softmax of `logits` at `id`, with the `k` most likely tokens.
-fn token_logprob(logits: &[f32], id: u32, k: usize, pieces: &TokenPieces) -> TokenLogprob {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max
-        + logits
-            .iter()
-            .map(|&l| ((l - max) as f64).exp())
-            .sum::<f64>()
-            .ln() as f32;
-    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
-    if k > 0 {
-        for (i, &l) in logits.iter().enumerate() {
-            if top.len() < k || l > top[top.len() - 1].1 {
-                let at = top.partition_point(|&(_, x)| x >= l);
-                top.insert(at, (i as u32, l));
-                top.truncate(k);
-            }
-        }
-    }
-    let text = |t: u32| pieces.display(t).to_string();
-    TokenLogprob {
-        id,
-        text: text(id),
-        logprob: logits
-            .get(id as usize)
-            .map_or(f32::NEG_INFINITY, |&l| l - lse),
-        top: top
-            .into_iter()
-            .map(|(t, l)| (t, text(t), l - lse))
-            .collect(),
-    }
-}
-
-/// The text each token adds after other text (with its leading space, unlike decoding it
-/// alone), or `None` for tokens that are not text on their own (bytes of a longer
-/// character, control tokens).
-pub struct TokenPieces {
-    pieces: Vec<Option<String>>,
-    /// What to show for each token in log-probabilities: its piece, or its own decoding
-    /// (which may hold U+FFFD for part of a character).
-    display: Vec<String>,
-    /// Token id by piece (the lowest id when several tokens write the same text).
-    by_text: std::collections::HashMap<String, u32>,
-}
-
-impl TokenPieces {
-    pub fn new(tok: &Tokenizer, vocab: usize) -> Self {
-        // Decode each token after an anchor token and keep what it adds.
-        let anchor = tok
-            .encode("a", false, false)
-            .ok()
-            .and_then(|v| v.last().copied());
-        let base = anchor
-            .and_then(|a| tok.decode(&[a], false).ok())
-            .unwrap_or_default();
-        let display = (0..vocab as u32)
-            .map(|id| tok.decode(&[id], false).unwrap_or_default())
-            .collect();
-        let pieces: Vec<Option<String>> = (0..vocab as u32)
-            .map(|id| {
-                let text = match anchor {
-                    Some(a) => tok
-                        .decode(&[a, id], false)
-                        .ok()?
-                        .strip_prefix(base.as_str())?
-                        .to_string(),
-                    None => tok.decode(&[id], false).ok()?,
-                };
-                let special = tok
-                    .inner
-                    .id_to_token(id)
-                    .is_some_and(|t| tok.inner.get_added_vocabulary().is_special_token(&t));
-                (!text.contains('\u{FFFD}') && !special).then_some(text)
-            })
-            .collect();
-        let pieces: Vec<Option<String>> = pieces;
-        let mut by_text = std::collections::HashMap::new();
-        for (id, p) in pieces.iter().enumerate() {
-            if let Some(p) = p {
-                by_text.entry(p.clone()).or_insert(id as u32);
-            }
-        }
-        TokenPieces {
-            pieces,
-            display,
-            by_text,
-        }
-    }
-
-    pub fn get(&self, id: u32) -> Option<&str> {
-        self.pieces.get(id as usize).and_then(|p| p.as_deref())
-    }
-
-    /// The token whose text is the longest prefix of `text` that `j` accepts.
-    pub fn longest_prefix_token(&self, text: &str, j: &JsonConstraint) -> Option<u32> {
-        let ends: Vec<usize> = text
-            .char_indices()
-            .map(|(i, c)| i + c.len_utf8())
-            .take(32)
-            .collect();
-        ends.iter().rev().find_map(|&end| {
-            let prefix = &text[..end];
-            self.by_text
-                .get(prefix)
-                .copied()
-                .filter(|_| j.accepts(prefix))
-        })
-    }
-
-    pub fn display(&self, id: u32) -> &str {
-        self.get(id)
-            .or_else(|| self.display.get(id as usize).map(String::as_str))
-            .unwrap_or("")
     }
 }
