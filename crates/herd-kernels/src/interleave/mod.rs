@@ -181,6 +181,15 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
         w.dtype
     );
     let groups = rows / GROUP;
+    // The AVX2 kernels read through pointers: the lengths they rely on are checked here, once.
+    assert!(
+        w.data.len() >= groups * gb
+            && x.bytes.len() >= n * rb
+            && (kq || x.aux.len() >= n * zb)
+            && y.len() >= n * rows,
+        "grouped {} product: buffers shorter than the shape",
+        w.dtype
+    );
     let out = SharedMut(y.as_mut_ptr());
     let per = (groups / (8 * pool.n_threads())).clamp(2, 32);
     let claims = groups.div_ceil(per);
@@ -202,11 +211,11 @@ pub(crate) fn matmul(pool: &ThreadPool, w: WeightRef<'_>, x: &Prepared<'_>, y: &
             let run = &run;
             pool.run_dynamic(claims, |c| {
                 // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C, and
-                // `vnni()` only on CPUs with AVX-512 F, VL and VNNI; the run's slices are
+                // `vnni()` only on CPUs with AVX-512 F, VL and VNNI; the run's slices hold
                 // the whole matrix and `n` activation rows (Q8_K for the k-quants; Q8_0/Q8_1
-                // for the others, with extras of `zb` bytes, checked above); run `c` is
-                // claimed once, so one thread writes its groups' rows of `y`
-                // (`n · rows` floats).
+                // for the others, with extras of `zb` bytes), and `y` `n · rows` floats, as
+                // asserted above; run `c` is claimed once, so one thread writes its groups'
+                // rows of `y`.
                 unsafe { x86::dot_run(w.dtype, vnni, c * per..groups.min((c + 1) * per), run) }
             });
         }

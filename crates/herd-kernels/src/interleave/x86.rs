@@ -13,7 +13,7 @@
 //!   widens them; the zero point (32) comes off through the block sums.
 //! - Q8_0, per block: 8 loads of signed quants; `maddubs` takes their magnitudes and the
 //!   activations with their signs, and each step widens at once (2·127·127 fills 16 bits).
-//! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and one of the fifth bits), the zero
+//! - Q4_0, Q4_1, Q5_0 and Q5_1, per block: 4 loads (and the word of Q5_0/Q5_1), the zero
 //!   point (8, 16) off through the activation block's sum, or the min on through Q8_1's `s`.
 //!
 //! Where the CPU has AVX-512 VNNI, the kernels of [`super::vnni`] take over.
