@@ -151,7 +151,8 @@ pub fn parse_byte_token(t: &str) -> Option<u8> {
     u8::from_str_radix(hex, 16).ok()
 }
 
-/// Standard base64, for the normalization tables `tokenizer.json` stores that way.
+/// Standard base64 (RFC 4648, padded), for the normalization tables `tokenizer.json` stores
+/// that way; the server encodes embeddings with it too.
 pub fn base64(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);

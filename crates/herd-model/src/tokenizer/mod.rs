@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::gguf::Value;
 use crate::model::{Model, Source};
 
+pub use json::base64;
 pub use stream::StreamDecoder;
 
 /// A tokenizer with the model's special-token conventions.

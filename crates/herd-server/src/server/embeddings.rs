@@ -1,10 +1,11 @@
-//! `/v1/embeddings`: one vector per input, as floats or base64.
+//! `/v1/embeddings`: one vector per input, as floats or base64 (`herd_model::tokenizer::base64`).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use herd_model::tokenizer;
 use serde_json::json;
 
 use super::completions::completion_prompts;
@@ -68,7 +69,7 @@ pub(super) async fn embeddings(
         total += out.prompt_tokens;
         let e = out.embedding.unwrap_or_default();
         let embedding = if base64 {
-            json!(base64_encode(
+            json!(tokenizer::base64(
                 &e.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()
             ))
         } else {
@@ -77,40 +78,4 @@ pub(super) async fn embeddings(
         data.push(json!({"object": "embedding", "index": i, "embedding": embedding}));
     }
     Ok(axum::Json(json!({"object": "list", "data": data, "model": st.opts.model_name, "usage": {"prompt_tokens": total, "total_tokens": total}})).into_response())
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64_encode(i.as_bytes()), o);
-        }
-    }
 }
