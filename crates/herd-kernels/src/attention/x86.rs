@@ -1,0 +1,191 @@
+//! The AVX2 kernel of [`super::attend8`].
+
+use std::arch::x86_64::*;
+
+use super::{KEYS_PER_BLOCK, Rows, Tile};
+
+/// # Safety
+/// AVX2, FMA and F16C; `Tile::check` holds; `scratch` holds [`Tile::scratch`] floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn attend8(t: &Tile<'_>, scratch: &mut [f32], out: &mut [f32]) {
+    let (jmin, jmax) = t.span();
+    let n = jmax - jmin + 1;
+    let hd = t.hd;
+    let q = t.q.as_ptr();
+    // `[n][8]` scores, then (f16 rows only) one block of widened rows.
+    let (scores, wide) = scratch.split_at_mut(8 * n);
+    let s = scores.as_mut_ptr();
+    let wide = wide.as_mut_ptr();
+    let scale = _mm256_set1_ps(t.scale);
+    // SAFETY (all blocks): indices stay below `8·hd` (q, out), `8·n` (scores),
+    // `KEYS_PER_BLOCK·hd` (wide) and `jmax·stride + hd` (k, v), as the caller checked.
+    unsafe {
+        // Scores, eight keys at a time: eight independent sums keep both FMA units busy
+        // (four left them waiting on the FMA's latency), and each query load serves eight.
+        for b0 in (0..n).step_by(KEYS_PER_BLOCK) {
+            let keys = (n - b0).min(KEYS_PER_BLOCK);
+            let (kr, stride) = block(t.k, t.stride, hd, jmin + b0, keys, wide);
+            let sb = s.add(b0 * 8);
+            let mut i = 0;
+            while i + 8 <= keys {
+                score_rows::<8>(q, kr.add(i * stride), stride, hd, scale, sb.add(i * 8));
+                i += 8;
+            }
+            while i < keys {
+                score_rows::<1>(q, kr.add(i * stride), stride, hd, scale, sb.add(i * 8));
+                i += 1;
+            }
+        }
+        if let Some(cap) = t.softcap {
+            for x in std::slice::from_raw_parts_mut(s, 8 * n) {
+                *x = cap * (*x / cap).tanh();
+            }
+        }
+        // Mask, and the running maximum per lane.
+        let lo = _mm256_loadu_si256(t.lo.as_ptr().cast());
+        let hi = _mm256_loadu_si256(t.hi.as_ptr().cast());
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut m = ninf;
+        for i in 0..n {
+            let j = _mm256_set1_epi32((jmin + i) as i32);
+            let hidden = _mm256_castsi256_ps(_mm256_or_si256(
+                _mm256_cmpgt_epi32(lo, j),
+                _mm256_cmpgt_epi32(j, hi),
+            ));
+            let x = _mm256_blendv_ps(_mm256_loadu_ps(s.add(i * 8)), ninf, hidden);
+            _mm256_storeu_ps(s.add(i * 8), x);
+            m = _mm256_max_ps(m, x);
+        }
+        // e^(s − max): hidden keys give e^-10000 = 0.
+        let floor = _mm256_set1_ps(-1e4);
+        let mut sum = _mm256_setzero_ps();
+        for i in 0..n {
+            let x = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(s.add(i * 8)), m), floor);
+            let e = crate::vec::x86_expf8(x);
+            _mm256_storeu_ps(s.add(i * 8), e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        // p·v, eight dimensions at a time over a block of keys, the sums kept in `out`
+        // between blocks: a block's value rows stay in L1 while its dimensions go by,
+        // where one pass over all keys per eight dimensions read them from memory again.
+        let o = out.as_mut_ptr();
+        for d in 0..hd {
+            _mm256_storeu_ps(o.add(d * 8), _mm256_setzero_ps());
+        }
+        for b0 in (0..n).step_by(KEYS_PER_BLOCK) {
+            let keys = (n - b0).min(KEYS_PER_BLOCK);
+            let (vr, stride) = block(t.v, t.stride, hd, jmin + b0, keys, wide);
+            let p = s.add(b0 * 8);
+            let mut d0 = 0;
+            while d0 + 8 <= hd {
+                weigh::<8>(p, vr.add(d0), stride, keys, o.add(d0 * 8));
+                d0 += 8;
+            }
+            while d0 < hd {
+                weigh::<1>(p, vr.add(d0), stride, keys, o.add(d0 * 8));
+                d0 += 1;
+            }
+        }
+        for d in 0..hd {
+            let x = _mm256_loadu_ps(o.add(d * 8));
+            _mm256_storeu_ps(o.add(d * 8), _mm256_div_ps(x, sum));
+        }
+    }
+}
+
+/// Rows `j0..j0 + keys` of `rows` as f32 rows: where they are (and their stride) for f32,
+/// else widened into `wide` (`[keys][hd]`, stride `hd`).
+///
+/// # Safety
+/// AVX2 and F16C; `rows` holds row `j0 + keys − 1` at `stride` (`hd` elements); for f16
+/// rows `wide` holds `keys·hd` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn block(
+    rows: Rows<'_>,
+    stride: usize,
+    hd: usize,
+    j0: usize,
+    keys: usize,
+    wide: *mut f32,
+) -> (*const f32, usize) {
+    match rows {
+        // SAFETY: row `j0` is in bounds.
+        Rows::F32(x) => (unsafe { x.as_ptr().add(j0 * stride) }, stride),
+        Rows::F16(x) => {
+            for i in 0..keys {
+                // SAFETY: `wide` holds row `i` (the caller's bound); the source row is
+                // sliced (checked).
+                unsafe {
+                    let dst = std::slice::from_raw_parts_mut(wide.add(i * hd), hd);
+                    crate::vec::x86_f16_to_f32(&x[(j0 + i) * stride..][..hd], dst);
+                }
+            }
+            (wide.cast_const(), hd)
+        }
+    }
+}
+
+/// Scores of the `R` key rows from `kr` (`stride` apart) for the 8 lanes' queries `q`
+/// (`[hd][8]`), times `scale`, into `s` (`[R][8]`).
+///
+/// # Safety
+/// AVX2 and FMA; `q` holds `8·hd` floats, `kr` `(R − 1)·stride + hd`, `s` `8·R`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn score_rows<const R: usize>(
+    q: *const f32,
+    kr: *const f32,
+    stride: usize,
+    hd: usize,
+    scale: __m256,
+    s: *mut f32,
+) {
+    // SAFETY: within the bounds the caller gives.
+    unsafe {
+        let mut a = [_mm256_setzero_ps(); R];
+        for d in 0..hd {
+            let qd = _mm256_loadu_ps(q.add(d * 8));
+            for (r, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&*kr.add(r * stride + d)), qd, *acc);
+            }
+        }
+        for (r, acc) in a.iter().enumerate() {
+            _mm256_storeu_ps(s.add(r * 8), _mm256_mul_ps(*acc, scale));
+        }
+    }
+}
+
+/// Adds `Σ_{i < keys} p_i · v_i[d]` for `D` dimensions to `o` (`[D][8]`): `p` the weights
+/// (`[i][8]`), `vr` the first key's value row at the first of the `D` dimensions.
+///
+/// # Safety
+/// AVX2 and FMA; `p` holds `8·keys` floats, `vr` row `keys − 1` at `stride`, and `o`
+/// `8·D`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn weigh<const D: usize>(
+    p: *const f32,
+    vr: *const f32,
+    stride: usize,
+    keys: usize,
+    o: *mut f32,
+) {
+    // SAFETY: within the bounds the caller gives.
+    unsafe {
+        let mut a = [_mm256_setzero_ps(); D];
+        for (dd, acc) in a.iter_mut().enumerate() {
+            *acc = _mm256_loadu_ps(o.add(dd * 8));
+        }
+        for i in 0..keys {
+            let pi = _mm256_loadu_ps(p.add(i * 8));
+            let row = vr.add(i * stride);
+            for (dd, acc) in a.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(pi, _mm256_broadcast_ss(&*row.add(dd)), *acc);
+            }
+        }
+        for (dd, acc) in a.iter().enumerate() {
+            _mm256_storeu_ps(o.add(dd * 8), *acc);
+        }
+    }
+}
