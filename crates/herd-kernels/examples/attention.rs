@@ -1,6 +1,7 @@
 //! Times one attention tile (`herd_kernels::attention::attend8`) against growing key counts,
 //! as a decoding step's grouped heads or a prompt's 8-query tile meet them: 8 query lanes,
-//! 64-dimensional heads, key and value rows 128 floats apart (two key/value heads, as Qwen2.5).
+//! 64-dimensional heads, each head's rows one after another (the engine's cache), in f32 and
+//! in f16.
 //!
 //! `cargo run --release -p herd-kernels --example attention [-- KEYS,KEYS,...]`
 //!
@@ -23,29 +24,41 @@ fn main() -> Result<(), String> {
             )),
         })
         .collect::<Result<Vec<usize>, String>>()?;
-    let (hd, stride) = (64usize, 128usize);
+    let (hd, stride) = (64usize, 64usize);
     // Values in [-0.5, 0.5) from a fixed sequence: the timing does not depend on them.
     let fill = |n: usize, m: usize| -> Vec<f32> {
         (0..n).map(|i| ((i * m) % 97) as f32 / 97.0 - 0.5).collect()
     };
-    println!("| keys | µs per tile | ns per key | FMA lanes per ns |");
-    println!("| ---: | ---: | ---: | ---: |");
-    for keys in counts {
+    let to16 = |x: &[f32]| -> Vec<u16> {
+        x.iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect()
+    };
+    println!("| rows | keys | µs per tile | ns per key | FMA lanes per ns |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (keys, f16) in counts.iter().flat_map(|&k| [(k, false), (k, true)]) {
         let (q, k, v) = (
             fill(8 * hd, 7919),
             fill(keys * stride, 104_729),
             fill(keys * stride, 15_485_863),
         );
+        let (k16, v16) = (to16(&k), to16(&v));
+        let (k, v) = if f16 {
+            (Rows::F16(&k16), Rows::F16(&v16))
+        } else {
+            (Rows::F32(&k), Rows::F32(&v))
+        };
         let t = Tile {
             q: &q,
-            k: Rows::F32(&k),
-            v: Rows::F32(&v),
+            k,
+            v,
             stride,
             hd,
             lo: [0; 8],
             hi: [(keys - 1) as u32; 8],
             scale: 0.125,
             softcap: None,
+            stream: false,
         };
         let (mut s, mut out) = (vec![0f32; t.scratch()], vec![0f32; 8 * hd]);
         let reps = (2_000_000 / keys).max(10);
@@ -64,7 +77,8 @@ fn main() -> Result<(), String> {
         // q·k and p·v: 2 · keys · hd multiply-adds on 8 lanes each.
         let lanes = (2 * keys * hd * 8) as f64;
         println!(
-            "| {keys} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {keys} | {:.1} | {:.1} | {:.1} |",
+            if f16 { "f16" } else { "f32" },
             dt * 1e6,
             dt * 1e9 / keys as f64,
             lanes / (dt * 1e9)

@@ -49,6 +49,7 @@ fn tiles_agree_with_f64_attention() {
                 hi,
                 scale: 0.3,
                 softcap: cap,
+                stream: hd == 64,
             };
             let kind = if matches!(k, Rows::F16(_)) {
                 "f16"
@@ -108,6 +109,7 @@ fn f16_rows_stay_within_their_rounding_of_f32() {
         hi: [(keys - 1) as u32; 8],
         scale: 0.125,
         softcap: None,
+        stream: true,
     };
     let (t32, t16) = (
         tile(Rows::F32(&k), Rows::F32(&v)),

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herd_kernels::attention::{KEYS_PER_BLOCK, Rows, Tile};
+use herd_kernels::attention::{Rows, Tile, scratch_len};
 use herd_kernels::matmul::SharedMut;
 use herd_kernels::pool::ThreadPool;
 
@@ -82,13 +82,13 @@ pub(super) fn plan(spec: &ModelSpec, pool: &ThreadPool, seqs: &[SeqInput<'_>], b
         row = end;
     }
     // Sized to the caches' capacity, not the current length, so that they do not grow (and
-    // reallocate) as a sequence lengthens: a tile's scores for 8 queries and a block of f16
-    // rows widened, then its transposed queries and output; and where a prompt meets an f16
-    // cache, one key/value head's keys and values widened.
+    // reallocate) as a sequence lengthens: a tile's scratch, then its transposed queries and
+    // output; and where a prompt meets an f16 cache, one key/value head's keys and values
+    // widened.
     let max_ctx = seqs.iter().map(|s| s.cache.capacity).max().unwrap_or(0);
     let hd = spec.head_dim;
     for (bufs, len) in [
-        (&mut b.scores, 8 * max_ctx + (KEYS_PER_BLOCK + 16) * hd),
+        (&mut b.scores, scratch_len(max_ctx, hd) + 16 * hd),
         (&mut b.wide, if widened { 2 * max_ctx * hd } else { 0 }),
     ] {
         if bufs.len() < nth {
@@ -151,7 +151,7 @@ pub(super) fn attend(
             let (mut kc, mut vc) = (c.k.rows(off), c.v.rows(off));
             let first_key = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
             // Runs one tile: lane `l < lanes` is `lane(l)`'s (row, head).
-            let mut tile = |lanes: usize, lane: &dyn Fn(usize) -> (usize, usize), k, v| {
+            let mut tile = |lanes: usize, lane: &dyn Fn(usize) -> (usize, usize), k, v, stream| {
                 let len = sc_buf.len();
                 let (sc, rest) = sc_buf.split_at_mut(len - 16 * hd);
                 let (qt, out) = rest.split_at_mut(8 * hd);
@@ -175,6 +175,7 @@ pub(super) fn attend(
                     hi,
                     scale,
                     softcap,
+                    stream,
                 };
                 herd_kernels::attention::attend8(&t, sc, out);
                 for l in 0..lanes {
@@ -201,7 +202,7 @@ pub(super) fn attend(
                 for t0 in (r0..r0 + count).step_by(8) {
                     let lanes = (r0 + count - t0).min(8);
                     for h in head..head + heads {
-                        tile(lanes, &|l| (t0 + l, h), kc, vc);
+                        tile(lanes, &|l| (t0 + l, h), kc, vc, false);
                     }
                 }
                 continue;
@@ -209,8 +210,8 @@ pub(super) fn attend(
             if heads > 1 {
                 // Decoding: the heads that share key/value head `kvh` are the tile's lanes, so
                 // each cached key and value is read once for all of them, with no horizontal
-                // sum per key.
-                tile(heads, &|l| (r0, head + l), kc, vc);
+                // sum per key; they stream from memory, so the tile asks for them ahead.
+                tile(heads, &|l| (r0, head + l), kc, vc, true);
                 continue;
             }
             let (r, pos) = (r0, rows[r0].1);
