@@ -12,10 +12,14 @@ shape, whose width is not a multiple of 256, mostly Q5_1):
                   (llama architecture with Qwen2.5-0.5B's shape and tied embeddings; the
                   qkv bias is left out: 0.1% of the weights)
 
+and, only where --shapes names it, a multi-head attention shape (as LLaMA 1/2 and Phi have):
+
+  tinyllama-1.1b-mha  TinyLlama's shape with 32 KV heads
+
 Weights are N(0, 0.02); speed does not depend on their values. The vocabulary is a dummy
 SentencePiece one (bench inputs are token ids, never text).
 
-  python3 bench/make_bench_models.py [--out DIR] [--llama-cpp DIR] [--shapes a,b]
+  python3 bench/make_bench_models.py [--out DIR] [--llama-cpp DIR] [--shapes a,b] [--quants Q4_0,...]
 """
 import argparse
 import os
@@ -30,7 +34,10 @@ import gguf
 SHAPES = {
     "tinyllama-1.1b": dict(hidden=2048, layers=22, heads=32, kv_heads=4, ffn=5632, vocab=32000, tied=False, ctx=2048),
     "qwen2.5-0.5b": dict(hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864, vocab=151936, tied=True, ctx=4096),
+    # Not made unless asked for (--shapes): multi-head attention, as LLaMA 1/2 and Phi have.
+    "tinyllama-1.1b-mha": dict(hidden=2048, layers=22, heads=32, kv_heads=32, ffn=5632, vocab=32000, tied=False, ctx=4096),
 }
+DEFAULT_SHAPES = ["tinyllama-1.1b", "qwen2.5-0.5b"]
 QUANTS = ["Q8_0", "Q4_0", "Q4_K_M", "Q5_K_M"]
 
 
@@ -88,7 +95,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("HERD_BENCH_MODELS", Path.home() / ".cache/herd-bench")))
     ap.add_argument("--llama-cpp", type=Path, default=Path(os.environ.get("LLAMA_CPP", "/work/cache/llama.cpp")))
-    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--shapes", default=",".join(DEFAULT_SHAPES), help=f"of {', '.join(SHAPES)}")
+    ap.add_argument("--quants", default=",".join(QUANTS))
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     quantize = a.llama_cpp / "build/bin/llama-quantize"
@@ -100,7 +108,7 @@ def main() -> None:
             write_f16(tmp, SHAPES[name])
             tmp.rename(f16)
             print(f"wrote {f16} ({f16.stat().st_size / 1e9:.2f} GB) in {time.time() - t0:.0f} s")
-        for q in QUANTS:
+        for q in a.quants.split(","):
             out = a.out / f"{name}-{q}.gguf"
             if out.exists():
                 continue

@@ -67,6 +67,14 @@ pub fn scratch_len(keys: usize, hd: usize) -> usize {
     8 * keys + KEYS_PER_BLOCK * hd
 }
 
+/// Floats of scratch a kernel widens a block of f16 rows into, where keys or values are f16.
+fn widened(k: Rows<'_>, v: Rows<'_>, hd: usize) -> usize {
+    match (k, v) {
+        (Rows::F32(_), Rows::F32(_)) => 0,
+        _ => KEYS_PER_BLOCK * hd,
+    }
+}
+
 /// Keys one step of the tile covers: 64 rows of a 64-dimensional head are 16 KiB.
 pub const KEYS_PER_BLOCK: usize = 64;
 
@@ -112,11 +120,7 @@ impl Tile<'_> {
     /// and head size.
     pub fn scratch(&self) -> usize {
         let (jmin, jmax) = self.span();
-        let widened = match (self.k, self.v) {
-            (Rows::F32(_), Rows::F32(_)) => 0,
-            _ => KEYS_PER_BLOCK * self.hd,
-        };
-        8 * (jmax + 1).saturating_sub(jmin) + widened
+        8 * (jmax + 1).saturating_sub(jmin) + widened(self.k, self.v, self.hd)
     }
 
     fn span(&self) -> (usize, usize) {
@@ -124,6 +128,92 @@ impl Tile<'_> {
             *self.lo.iter().min().unwrap_or(&0) as usize,
             *self.hi.iter().max().unwrap_or(&0) as usize,
         )
+    }
+}
+
+/// One query against keys no other query shares (multi-head attention, decoding: each head
+/// its own key/value head), so no tile of queries can share a key's loads.
+#[derive(Clone, Copy, Debug)]
+pub struct Single<'a> {
+    /// The query, `hd` floats.
+    pub q: &'a [f32],
+    pub k: Rows<'a>,
+    pub v: Rows<'a>,
+    pub stride: usize,
+    pub hd: usize,
+    /// The keys it sees, `lo..=hi`.
+    pub lo: usize,
+    pub hi: usize,
+    /// Multiplier of `q·k`.
+    pub scale: f32,
+    /// `cap·tanh(s/cap)` on the scores (Gemma 2).
+    pub softcap: Option<f32>,
+}
+
+impl Single<'_> {
+    /// Floats of scratch [`attend1`] needs: one per key, and a block of widened rows where
+    /// keys or values are f16. At most [`scratch_len`] of its key count and head size.
+    pub fn scratch(&self) -> usize {
+        (self.hi + 1).saturating_sub(self.lo) + widened(self.k, self.v, self.hd)
+    }
+}
+
+/// `out[d] = Σ_j softmax_j(scale·q·k_j) · v_j[d]` over keys `lo..=hi`. `scores` is scratch of
+/// at least [`Single::scratch`] floats.
+///
+/// The keys stream from memory, each read once; vectors run along the head's dimensions, so
+/// where the head size is a multiple of 8 a score is full-width products of 8 keys at a time
+/// summed across at once, and a weight meets 8 dimensions of a value row per multiply-add.
+pub fn attend1(t: &Single<'_>, scores: &mut [f32], out: &mut [f32]) {
+    assert!(
+        t.lo <= t.hi
+            && t.q.len() >= t.hd
+            && out.len() >= t.hd
+            && t.hi * t.stride + t.hd <= t.k.len().min(t.v.len()),
+        "attention of one query: inputs do not cover keys {}..={} of {} dimensions",
+        t.lo,
+        t.hi,
+        t.hd
+    );
+    let need = t.scratch();
+    assert!(
+        scores.len() >= need,
+        "attention of one query: {} floats of scratch, {need} needed",
+        scores.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 && t.hd.is_multiple_of(8) {
+        // SAFETY: the CPU has AVX2, FMA and F16C; the assertions above bound every index the
+        // kernel reads, and `hd % 8 == 0`.
+        return unsafe { x86::attend1(t, &mut scores[..need], out) };
+    }
+    attend1_scalar(t, &mut scores[..need], out)
+}
+
+/// The reference for [`attend1`]: a dot product per key, the softmax, a sum of value rows.
+pub fn attend1_scalar(t: &Single<'_>, scores: &mut [f32], out: &mut [f32]) {
+    let n = t.hi + 1 - t.lo;
+    let s = &mut scores[..n];
+    for (i, x) in s.iter_mut().enumerate() {
+        let at = (t.lo + i) * t.stride;
+        *x = (0..t.hd).map(|d| t.q[d] * t.k.at(at + d)).sum::<f32>() * t.scale;
+        if let Some(cap) = t.softcap {
+            *x = cap * (*x / cap).tanh();
+        }
+    }
+    let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in s.iter_mut() {
+        *x = ggml_expf((*x - m).max(-1e4));
+        sum += *x;
+    }
+    for (d, o) in out[..t.hd].iter_mut().enumerate() {
+        let acc: f32 = s
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p * t.v.at((t.lo + i) * t.stride + d))
+            .sum();
+        *o = acc / sum;
     }
 }
 

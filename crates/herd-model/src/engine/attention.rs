@@ -4,11 +4,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herd_kernels::attention::{Rows, Tile, scratch_len};
+use herd_kernels::attention::{Rows, Single, Tile, scratch_len};
 use herd_kernels::matmul::SharedMut;
 use herd_kernels::pool::ThreadPool;
 
-use super::{Buffers, CacheType, SeqInput, ops};
+use super::{Buffers, CacheType, SeqInput};
 use crate::spec::ModelSpec;
 
 /// One unit of attention work: rows `row..row + rows` (of one sequence) × heads
@@ -214,25 +214,23 @@ pub(super) fn attend(
                 tile(heads, &|l| (r0, head + l), kc, vc, true);
                 continue;
             }
+            // One head alone on its key/value head (multi-head attention): its own kernel,
+            // with no lanes to share a key's loads.
             let (r, pos) = (r0, rows[r0].1);
-            let qv = &q[r * qd + head * hd..r * qd + (head + 1) * hd];
-            let lo = first_key(pos);
-            let len = sc_buf.len();
-            let (sc, row) = sc_buf.split_at_mut(len - hd);
-            let sc = &mut sc[..pos + 1 - lo];
-            for (j, s) in (lo..=pos).zip(sc.iter_mut()) {
-                *s = ops::dot(qv, kc.row(j * hd, row)) * scale;
-            }
-            if let Some(cap) = softcap {
-                ops::softcap(sc, cap);
-            }
-            ops::softmax(sc);
+            let t = Single {
+                q: &q[r * qd + head * hd..r * qd + (head + 1) * hd],
+                k: kc,
+                v: vc,
+                stride: hd,
+                hd,
+                lo: first_key(pos),
+                hi: pos,
+                scale,
+                softcap,
+            };
             // SAFETY: (row, head) pairs are disjoint between threads.
             let out = unsafe { std::slice::from_raw_parts_mut(attn.at(r * qd + head * hd), hd) };
-            out.fill(0.0);
-            for (j, &p) in (lo..=pos).zip(sc.iter()) {
-                ops::axpy(p, vc.row(j * hd, row), out);
-            }
+            herd_kernels::attention::attend1(&t, sc_buf, out);
         }
     });
 }

@@ -148,32 +148,6 @@ pub fn softcap(xs: &mut [f32], cap: f32) {
     }
 }
 
-/// In-place softmax.
-#[inline]
-pub fn softmax(xs: &mut [f32]) {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in xs.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in xs.iter_mut() {
-        *x *= inv;
-    }
-}
-
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    herd_kernels::vec::dot_f32(a, b)
-}
-
-/// `y += a·x`
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    herd_kernels::vec::axpy_f32(a, x, y)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,13 +164,5 @@ mod tests {
         ] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
         }
-    }
-
-    #[test]
-    fn softmax_sums_to_one_and_keeps_order() {
-        let mut v = vec![1.0, 3.0, 2.0, f32::NEG_INFINITY];
-        softmax(&mut v);
-        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(v[1] > v[2] && v[2] > v[0] && v[3] == 0.0);
     }
 }
