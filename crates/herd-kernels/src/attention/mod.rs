@@ -16,6 +16,10 @@
 //! in L1, and the block is then scored (or weighed) exactly as f32 rows are: a broadcast of
 //! one key element serves 8 lanes, so widening each element where it is used would cost a
 //! conversion per multiply-add.
+//!
+//! A query whose keys no other query shares (multi-head attention, decoding) has no lanes to
+//! fill: [`attend1`] runs vectors along the head's dimensions instead, 8 keys' products
+//! reduced together.
 
 use crate::simd::{Isa, isa};
 use crate::vec::ggml_expf;
@@ -46,18 +50,6 @@ impl Rows<'_> {
         match self {
             Rows::F32(x) => x[i],
             Rows::F16(x) => half::f16::from_bits(x[i]).to_f32(),
-        }
-    }
-
-    /// Elements `at..at + buf.len()` as f32: borrowed where they are f32, else widened into
-    /// `buf`.
-    pub fn row<'b>(&'b self, at: usize, buf: &'b mut [f32]) -> &'b [f32] {
-        match self {
-            Rows::F32(x) => &x[at..at + buf.len()],
-            Rows::F16(x) => {
-                crate::vec::f16_to_f32(&x[at..at + buf.len()], buf);
-                buf
-            }
         }
     }
 }
