@@ -29,6 +29,13 @@ pub fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
     axpy_scalar(alpha, &x[..n], &mut y[..n])
 }
 
+/// `x = cap·tanh(x/cap)` on each element: Gemma 2's soft cap on attention scores and logits.
+pub fn softcap(xs: &mut [f32], cap: f32) {
+    for x in xs {
+        *x = cap * (*x / cap).tanh();
+    }
+}
+
 /// Widens f16 bits to f32, `dst[i] = src[i]` over the common length.
 pub fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len().min(dst.len());

@@ -143,9 +143,7 @@ pub(super) unsafe fn attend1(t: &Single<'_>, scratch: &mut [f32], out: &mut [f32
         }
         let scores = std::slice::from_raw_parts_mut(s, n);
         if let Some(cap) = t.softcap {
-            for x in scores.iter_mut() {
-                *x = cap * (*x / cap).tanh();
-            }
+            crate::vec::softcap(scores, cap);
         }
         // Softmax along the keys, 8 at a time.
         let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -264,9 +262,7 @@ unsafe fn softmax(t: &Tile<'_>, s: *mut f32, n: usize, jmin: usize) -> __m256 {
     // SAFETY: `8·n` floats at `s`.
     unsafe {
         if let Some(cap) = t.softcap {
-            for x in std::slice::from_raw_parts_mut(s, 8 * n) {
-                *x = cap * (*x / cap).tanh();
-            }
+            crate::vec::softcap(std::slice::from_raw_parts_mut(s, 8 * n), cap);
         }
         // Mask, and the running maximum per lane. Only keys that some lane does not see are
         // masked (a prompt tile's last 7, say; none in a decoding step): LLVM makes the

@@ -6,6 +6,9 @@ use herd_kernels::pool::{ThreadPool, chunk};
 
 use crate::spec::{Activation, RopeLayout};
 
+/// `cap·tanh(x/cap)` on each element (the final logits of Gemma 2).
+pub use herd_kernels::vec::softcap;
+
 /// Calls `f(r, row)` for each of the first `n` rows of `width` in `buf`, split among the
 /// pool's threads when a prompt brings enough rows to pay for the hand-off; a lone row
 /// (decoding) runs on the caller. Each row is computed the same way whichever thread takes
@@ -138,14 +141,6 @@ fn erf(x: f32) -> f32 {
                                         + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
             .exp();
     (if x >= 0.0 { y } else { -y }) as f32
-}
-
-/// `cap·tanh(x/cap)`.
-#[inline]
-pub fn softcap(xs: &mut [f32], cap: f32) {
-    for x in xs {
-        *x = cap * (*x / cap).tanh();
-    }
 }
 
 #[cfg(test)]
