@@ -4,7 +4,9 @@
 //! The scalar references work in order; the AVX2 versions keep partial sums (dot) and fuse the
 //! multiply-add (axpy), so results agree to rounding (the tests bound the difference).
 
-use crate::simd::{Isa, isa};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Isa;
+use crate::simd::isa;
 use crate::types::GgmlType;
 
 /// Σ a[i]·b[i] over the common length: the row dot product of F32 matrices
@@ -105,9 +107,9 @@ pub fn ggml_expf(x: f32) -> f32 {
 #[inline]
 pub fn swiglu_f32(gate: &mut [f32], up: &[f32]) {
     let n = gate.len().min(up.len());
-    let vec_end = n / 8 * 8;
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2 {
+        let vec_end = n / 8 * 8;
         // SAFETY: as above.
         unsafe { x86::swiglu(&mut gate[..vec_end], &up[..vec_end]) };
         swiglu_tail(&mut gate[vec_end..n], &up[vec_end..n]);

@@ -21,6 +21,7 @@
 //! fill: [`attend1`] runs vectors along the head's dimensions instead, 8 keys' products
 //! reduced together.
 
+#[cfg(target_arch = "x86_64")]
 use crate::simd::{Isa, isa};
 use crate::vec::ggml_expf;
 

@@ -99,14 +99,16 @@ pub(crate) fn quantize_with_aux(
     for c in (0..nb).step_by(CHUNK) {
         let m = (nb - c).min(CHUNK);
         let (x, q) = (&src[32 * c..32 * (c + m)], &mut dst[bs * c..bs * (c + m)]);
-        let mut have_sums = false;
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx2 && at == GgmlType::Q8_0 {
+        let have_sums = isa == Isa::Avx2 && at == GgmlType::Q8_0;
+        #[cfg(target_arch = "x86_64")]
+        if have_sums {
             // SAFETY: `Isa::Avx2` is only chosen on CPUs with AVX2, FMA and F16C; `q` holds
             // the `m` blocks of `x`.
             unsafe { simd::x86::act::q8_0(x, q, 34, 2, Some(&mut sums[..m])) };
-            have_sums = true;
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let have_sums = false;
         if !have_sums {
             simd::quantize_activations(isa, at, x, q);
             for (s, b) in sums.iter_mut().zip(q.chunks_exact(bs)) {

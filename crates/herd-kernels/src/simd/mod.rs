@@ -5,14 +5,52 @@
 //! or type dispatch happens per row. Every kernel has the same contract as its scalar reference
 //! in [`crate::dot`]; the tests in this module hold them to it.
 //!
-//! aarch64 stays on the scalar path: this workspace has no aarch64 toolchain to even type-check
-//! NEON code against, and unverified SIMD is worse than slow code.
+//! x86-64 has AVX2 kernels ([`x86`]); aarch64 has NEON kernels ([`arm`]), with and without the
+//! `sdot` dot-product instruction. The aarch64 kernels are built and tested on an x86 host
+//! under `qemu-aarch64` (see the README's "Checks").
 
 use std::sync::OnceLock;
 
 use crate::dot;
 use crate::types::GgmlType;
 
+/// An architecture's `float_dot`: safe wrappers that check the lengths around its F32, F16 and
+/// BF16 kernels (each `unsafe fn(&[u8], &[f32]) -> f32`), and the table that hands them out.
+/// `super` hands them out only after checking that the CPU has the kernels' features.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
+macro_rules! float_kernels {
+    ($f32:path, $f16:path, $bf16:path) => {
+        fn f32_f32_dot(w: &[u8], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len() * 4, "F32 dot: length mismatch");
+            // SAFETY: the CPU has the kernel's features (see above); lengths checked.
+            unsafe { $f32(w, x) }
+        }
+        fn f16_f32_dot(w: &[u8], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len() * 2, "F16 dot: length mismatch");
+            // SAFETY: as `f32_f32_dot`.
+            unsafe { $f16(w, x) }
+        }
+        fn bf16_f32_dot(w: &[u8], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len() * 2, "BF16 dot: length mismatch");
+            // SAFETY: as `f32_f32_dot`.
+            unsafe { $bf16(w, x) }
+        }
+        pub(crate) fn float_dot(t: GgmlType) -> FloatDot {
+            match t {
+                GgmlType::F32 => f32_f32_dot,
+                GgmlType::F16 => f16_f32_dot,
+                GgmlType::BF16 => bf16_f32_dot,
+                _ => panic!("float_dot called with quantised type {t}"),
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
@@ -23,21 +61,31 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C (Haswell, Zen and later).
     Avx2,
+    /// aarch64 Advanced SIMD, which every aarch64 CPU has.
+    Neon,
+    /// aarch64 Advanced SIMD with the ARMv8.2 dot product `sdot` (Cortex-A55/A76 and later,
+    /// Apple M1 and later, Graviton 2 and later).
+    NeonDot,
 }
 
 impl Isa {
     /// Every level this CPU can run, slowest first (for tests and benchmarks).
     pub fn available() -> Vec<Isa> {
-        let mut v = vec![Isa::Scalar];
-        if detect_hw() == Isa::Avx2 {
-            v.push(Isa::Avx2);
-        }
-        v
+        [Isa::Scalar, Isa::Avx2, Isa::Neon, Isa::NeonDot]
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect()
     }
 
     /// Whether this CPU can run the kernels of this level.
     pub fn is_supported(self) -> bool {
-        self == Isa::Scalar || self == detect_hw()
+        match self {
+            Isa::Scalar => true,
+            Isa::Avx2 => detect_hw() == Isa::Avx2,
+            // Every aarch64 CPU has NEON; `sdot` only where detected.
+            Isa::Neon => matches!(detect_hw(), Isa::Neon | Isa::NeonDot),
+            Isa::NeonDot => detect_hw() == Isa::NeonDot,
+        }
     }
 
     /// Panics unless this CPU can run the kernels of this level: every entry point that takes
@@ -51,33 +99,65 @@ impl Isa {
 }
 
 /// The level used by default: the best the CPU supports, unless the environment variable
-/// `HERD_KERNELS=scalar` asks for the reference kernels (to bisect a numerical difference).
+/// `HERD_KERNELS=scalar` asks for the reference kernels (to bisect a numerical difference), or
+/// `HERD_KERNELS=neon` for the NEON kernels without `sdot` on a CPU that has it (to compare).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        if std::env::var("HERD_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
-            Isa::Scalar
-        } else {
-            detect_hw()
-        }
+    *ISA.get_or_init(|| match std::env::var("HERD_KERNELS") {
+        Ok(v) if v.eq_ignore_ascii_case("scalar") => Isa::Scalar,
+        Ok(v) if v.eq_ignore_ascii_case("neon") && Isa::Neon.is_supported() => Isa::Neon,
+        _ => detect_hw(),
     })
 }
 
 /// The best level the hardware has, detected once.
 fn detect_hw() -> Isa {
     static HW: OnceLock<Isa> = OnceLock::new();
-    *HW.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
-                return Isa::Avx2;
-            }
-        }
+    *HW.get_or_init(hw_level)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn hw_level() -> Isa {
+    if std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+        && std::arch::is_x86_feature_detected!("f16c")
+    {
+        Isa::Avx2
+    } else {
         Isa::Scalar
-    })
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn hw_level() -> Isa {
+    if std::arch::is_aarch64_feature_detected!("dotprod") {
+        Isa::NeonDot
+    } else {
+        Isa::Neon
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn hw_level() -> Isa {
+    Isa::Scalar
+}
+
+/// Checks that `w` and `a` hold whole blocks and the same number of them: the kernels index
+/// both by the weight's block count, so this is what makes their unchecked loads sound.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+#[inline]
+pub(crate) fn check(t: GgmlType, w: &[u8], a: &[u8]) {
+    let at = t.vec_dot_type();
+    let (wb, ab) = (t.type_size(), at.type_size());
+    assert!(
+        w.len().is_multiple_of(wb) && a.len().is_multiple_of(ab) && w.len() / wb == a.len() / ab,
+        "{t} dot: {} weight bytes and {} activation bytes do not match",
+        w.len(),
+        a.len()
+    );
 }
 
 /// A dot product of a quantised (or F16/BF16) weight row with an activation row in the
@@ -95,7 +175,11 @@ pub(crate) fn quant_dot_aux(isa: Isa, t: GgmlType) -> Option<AuxDot> {
             isa.require();
             x86::quant_dot_aux(t)
         }
-        _ => None,
+        // No such kernels elsewhere; `t` is only read on x86-64.
+        _ => {
+            let _ = t;
+            None
+        }
     }
 }
 
@@ -108,7 +192,11 @@ pub(crate) fn quant_dot_pairs(isa: Isa, t: GgmlType) -> Option<AuxDot> {
             isa.require();
             x86::quant_dot_pairs(t)
         }
-        _ => None,
+        // No such kernels elsewhere; `t` is only read on x86-64.
+        _ => {
+            let _ = t;
+            None
+        }
     }
 }
 
@@ -118,8 +206,8 @@ pub type FloatDot = fn(&[u8], &[f32]) -> f32;
 /// The quantised dot product for weights of type `t` at level `isa`.
 ///
 /// # Panics
-/// For F32 (use [`float_dot`]) and the activation-only types Q8_1/Q8_K; for `Isa::Avx2` on a
-/// CPU without it.
+/// For F32 (use [`float_dot`]) and the activation-only types Q8_1/Q8_K; for a level the CPU
+/// does not have.
 pub fn quant_dot(isa: Isa, t: GgmlType) -> QuantDot {
     match isa {
         Isa::Scalar => scalar_quant_dot(t),
@@ -128,8 +216,12 @@ pub fn quant_dot(isa: Isa, t: GgmlType) -> QuantDot {
             isa.require();
             x86::quant_dot(t)
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => panic!("AVX2 kernels requested on a non-x86 CPU"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => {
+            isa.require();
+            arm::quant_dot(isa == Isa::NeonDot, t)
+        }
+        _ => panic!("{isa:?} kernels requested on a CPU of another architecture"),
     }
 }
 
@@ -147,8 +239,12 @@ pub fn float_dot(isa: Isa, t: GgmlType) -> FloatDot {
             isa.require();
             x86::float_dot(t)
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => panic!("AVX2 kernels requested on a non-x86 CPU"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => {
+            isa.require();
+            arm::float_dot(t)
+        }
+        _ => panic!("{isa:?} kernels requested on a CPU of another architecture"),
     }
 }
 

@@ -15,22 +15,8 @@ mod q_small;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{FloatDot, QuantDot};
+use super::{FloatDot, QuantDot, check};
 use crate::types::GgmlType;
-
-/// Checks that `w` and `a` hold whole blocks and the same number of them: the kernels index
-/// both by the weight's block count, so this is what makes their unchecked loads sound.
-#[inline]
-fn check(t: GgmlType, w: &[u8], a: &[u8]) {
-    let at = t.vec_dot_type();
-    let (wb, ab) = (t.type_size(), at.type_size());
-    assert!(
-        w.len().is_multiple_of(wb) && a.len().is_multiple_of(ab) && w.len() / wb == a.len() / ab,
-        "{t} dot: {} weight bytes and {} activation bytes do not match",
-        w.len(),
-        a.len()
-    );
-}
 
 macro_rules! quant_wrappers {
     ($($name:ident: $t:expr => $imp:path;)*) => {
@@ -141,33 +127,9 @@ pub(crate) fn quant_dot_pairs(t: GgmlType) -> Option<super::AuxDot> {
     }
 }
 
-macro_rules! float_wrappers {
-    ($($name:ident: $t:expr => $imp:path;)*) => {
-        $(
-            fn $name(w: &[u8], x: &[f32]) -> f32 {
-                assert_eq!(w.len(), x.len() * $t.type_size(), "{} dot: length mismatch", $t);
-                // SAFETY: only handed out by `float_dot`, whose caller checked that the CPU has
-                // AVX2, FMA and F16C; the lengths were checked just above.
-                unsafe { $imp(w, x) }
-            }
-        )*
-    };
-}
-
-float_wrappers! {
-    f32_f32_dot: GgmlType::F32 => float::dot_f32_f32;
-    f16_f32_dot: GgmlType::F16 => float::dot_f16_f32;
-    bf16_f32_dot: GgmlType::BF16 => float::dot_bf16_f32;
-}
-
-pub(crate) fn float_dot(t: GgmlType) -> FloatDot {
-    match t {
-        GgmlType::F32 => f32_f32_dot,
-        GgmlType::F16 => f16_f32_dot,
-        GgmlType::BF16 => bf16_f32_dot,
-        _ => panic!("float_dot called with quantised type {t}"),
-    }
-}
+// SAFETY: only handed out by `float_dot`, whose caller checked the CPU's features; the
+// wrappers check the lengths.
+float_kernels!(float::dot_f32_f32, float::dot_f16_f32, float::dot_bf16_f32);
 
 /// Quantises activations for a dot product with AVX2 when it has a kernel for `t`, producing
 /// the same bytes as the scalar `quantize_activations`; `false` when it has none.
