@@ -139,6 +139,8 @@ fn bench_prints_a_table_with_both_tests() {
         "| 1 | pp32 @ d40 |",
         "| 2 | tg16 @ d40 |",
         "resident memory",
+        // The kernels the numbers were taken with (AVX2 on every CI machine so far).
+        &format!("\nkernels: {}\n", herd_kernels::simd::kernels()),
     ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }

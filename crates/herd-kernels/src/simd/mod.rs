@@ -110,6 +110,33 @@ pub fn isa() -> Isa {
     })
 }
 
+/// What the kernels in use are, in words, for benchmark reports: the level, and on x86-64
+/// whether AVX-512 VNNI runs the quantised tiles and whether decode prefetches in software.
+/// Numbers taken with different kernels are not comparable; `herd bench` prints this.
+pub fn kernels() -> String {
+    let level = match isa() {
+        Isa::Scalar => "scalar",
+        Isa::Avx2 => "avx2+fma",
+        Isa::Neon => "neon",
+        Isa::NeonDot => "neon+sdot",
+    };
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        let mut s = level.to_string();
+        if x86::vnni() {
+            s.push_str(", avx512-vnni tiles");
+        }
+        if crate::interleave::wanted(Isa::Avx2) {
+            s.push_str(", grouped decode");
+        }
+        if x86::software_prefetch() {
+            s.push_str(", software prefetch");
+        }
+        return s;
+    }
+    level.to_string()
+}
+
 /// The best level the hardware has, detected once.
 fn detect_hw() -> Isa {
     static HW: OnceLock<Isa> = OnceLock::new();

@@ -160,6 +160,7 @@ pub fn run(a: Args) -> Result<()> {
                         json!({"model": model.path, "arch": model.spec.arch.name(), "types": types, "size": size,
                                "params": params, "threads": th, "test": test, "n_depth": depth,
                                "type_k": a.cache_type.name(), "type_v": a.cache_type.name(),
+                               "kernels": herd_kernels::simd::kernels(),
                                "tokens_per_second": mean, "stddev": sd, "samples": rates})
                     );
                 } else {
@@ -172,6 +173,9 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
         rss_run = rss_run.max(super::resident_bytes());
+    }
+    if !a.json {
+        println!("\nkernels: {}", herd_kernels::simd::kernels());
     }
     if !a.json
         && let (Some(open), Some(now)) = (rss_open, rss_run)
