@@ -20,8 +20,12 @@
 //! A query whose keys no other query shares (multi-head attention, decoding) has no lanes to
 //! fill: [`attend1`] runs vectors along the head's dimensions instead, 8 keys' products
 //! reduced together.
+//!
+//! The hand-written kernels are AVX2 (`x86`). Elsewhere with SIMD (NEON on aarch64), and on
+//! x86 for head sizes the one-query kernel does not take, `lanes` runs: the same schemes in
+//! safe Rust, shaped so that the compiler vectorizes them. The `_scalar` functions are the
+//! references, kept plain.
 
-#[cfg(target_arch = "x86_64")]
 use crate::simd::{Isa, isa};
 use crate::vec::ggml_expf;
 
@@ -180,6 +184,9 @@ pub fn attend1(t: &Single<'_>, scores: &mut [f32], out: &mut [f32]) {
         // kernel reads, and `hd % 8 == 0`.
         return unsafe { x86::attend1(t, &mut scores[..need], out) };
     }
+    if isa() != Isa::Scalar {
+        return lanes::attend1(t, &mut scores[..need], out);
+    }
     attend1_scalar(t, &mut scores[..need], out)
 }
 
@@ -225,6 +232,9 @@ pub fn attend8(t: &Tile<'_>, scores: &mut [f32], out: &mut [f32]) {
         // SAFETY: the CPU has AVX2, FMA and F16C; `check` bounds every index the kernel reads.
         return unsafe { x86::attend8(t, &mut scores[..need], out) };
     }
+    if isa() != Isa::Scalar {
+        return lanes::attend8(t, &mut scores[..need], out);
+    }
     attend8_scalar(t, &mut scores[..need], out)
 }
 
@@ -261,6 +271,7 @@ pub fn attend8_scalar(t: &Tile<'_>, scores: &mut [f32], out: &mut [f32]) {
     }
 }
 
+mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

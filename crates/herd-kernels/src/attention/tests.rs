@@ -94,12 +94,18 @@ fn tiles_agree_with_f64_attention() {
             let (mut a, mut b) = (vec![0f32; 8 * hd], vec![0f32; 8 * hd]);
             attend8(&t, &mut vec![0f32; t.scratch()], &mut a);
             attend8_scalar(&t, &mut vec![0f32; 8 * keys], &mut b);
+            let mut c = vec![0f32; 8 * hd];
+            lanes::attend8(&t, &mut vec![0f32; t.scratch()], &mut c);
             for l in 0..8 {
                 let keys_l = lo[l] as usize..=hi[l] as usize;
                 let want =
                     attention_f64(|d| q[d * 8 + l] as f64, k, v, stride, hd, keys_l, 0.3, cap);
                 for (d, want) in want.iter().enumerate() {
-                    for (what, got) in [("simd", a[d * 8 + l]), ("scalar", b[d * 8 + l])] {
+                    for (what, got) in [
+                        ("simd", a[d * 8 + l]),
+                        ("scalar", b[d * 8 + l]),
+                        ("lanes", c[d * 8 + l]),
+                    ] {
                         assert!(
                             // f32 sums of up to 300 terms and a 1-ulp exp; a key or a
                             // lane out of place costs 1e-2 and more.
@@ -192,9 +198,11 @@ fn single_queries_agree_with_f64_attention() {
             let (mut a, mut b) = (vec![0f32; hd], vec![0f32; hd]);
             attend1(&t, &mut vec![0f32; t.scratch()], &mut a);
             attend1_scalar(&t, &mut vec![0f32; keys], &mut b);
+            let mut c = vec![0f32; hd];
+            lanes::attend1(&t, &mut vec![0f32; t.scratch()], &mut c);
             let want = attention_f64(|d| q[d] as f64, k, v, stride, hd, lo..=keys - 1, 0.3, cap);
             for (d, want) in want.iter().enumerate() {
-                for (what, got) in [("simd", a[d]), ("scalar", b[d])] {
+                for (what, got) in [("simd", a[d]), ("scalar", b[d]), ("lanes", c[d])] {
                     assert!(
                         (got as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
                         "{what} {kind} hd={hd} keys={keys} lo={lo} dim {d}: {got} vs {want}"
