@@ -77,6 +77,16 @@ impl Isa {
             .collect()
     }
 
+    /// The level's short name in reports (`herd bench`'s kernels line).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon+sdot",
+        }
+    }
+
     /// Whether this CPU can run the kernels of this level.
     pub fn is_supported(self) -> bool {
         match self {
@@ -114,12 +124,7 @@ pub fn isa() -> Isa {
 /// whether AVX-512 VNNI runs the quantised tiles and whether decode prefetches in software.
 /// Numbers taken with different kernels are not comparable; `herd bench` prints this.
 pub fn kernels() -> String {
-    let level = match isa() {
-        Isa::Scalar => "scalar",
-        Isa::Avx2 => "avx2+fma",
-        Isa::Neon => "neon",
-        Isa::NeonDot => "neon+sdot",
-    };
+    let level = isa().name();
     #[cfg(target_arch = "x86_64")]
     if isa() == Isa::Avx2 {
         let mut s = level.to_string();

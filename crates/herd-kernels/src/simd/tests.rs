@@ -297,12 +297,7 @@ fn activation_quantisation_is_byte_identical() {
 #[test]
 fn the_kernel_summary_names_the_level_in_use() {
     let k = kernels();
-    let level = match isa() {
-        Isa::Scalar => "scalar",
-        Isa::Avx2 => "avx2+fma",
-        Isa::Neon => "neon",
-        Isa::NeonDot => "neon+sdot",
-    };
+    let level = isa().name();
     assert!(
         k == level || k.starts_with(&format!("{level}, ")),
         "{k:?} for {:?}",
